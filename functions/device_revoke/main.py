@@ -1,0 +1,10 @@
+"""POST /device/revoke: revoke a device key. The bridge key for any key; an agent for its own."""
+
+from shared import credentials, devices, http
+
+
+@http.endpoint("device/revoke")
+def device_revoke(call: http.Call) -> http.Reply:
+    principal = credentials.resolve(call.headers)
+    body = call.body(devices.RevokeKey)
+    return http.reply(200, devices.revoke(body, principal, call.request_id))

@@ -1,0 +1,82 @@
+"""Every error the service answers with, each carrying its wire code and HTTP status.
+
+Descriptions are fixed texts chosen here or by the raiser; they never echo
+request input, keys, hashes or secret values.
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """Base of every error that becomes an HTTP answer."""
+
+    code: str = "internal"
+    status: int = 500
+    default_description: str = "The server failed to answer this request."
+
+    def __init__(self, description: str | None = None) -> None:
+        self.description = description or self.default_description
+        super().__init__(self.description)
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.code, "error_description": self.description}
+
+
+class InvalidRequest(ApiError):
+    code, status = "invalid_request", 400
+    default_description = "The request body is not valid."
+
+
+class AmbiguousCredentials(ApiError):
+    code, status = "ambiguous_credentials", 400
+    default_description = "Send exactly one primary credential."
+
+
+class Unauthenticated(ApiError):
+    code, status = "unauthenticated", 401
+    # One text for missing, malformed, unknown, expired, revoked and disabled: no oracle.
+    default_description = "A valid credential is required."
+
+
+class Forbidden(ApiError):
+    code, status = "forbidden", 403
+    default_description = "The credential may not perform this action."
+
+
+class NotFound(ApiError):
+    code, status = "not_found", 404
+    default_description = "No such object."
+
+
+class MethodNotAllowed(ApiError):
+    code, status = "method_not_allowed", 405
+    default_description = "This route answers POST only."
+
+
+class Conflict(ApiError):
+    code, status = "conflict", 409
+    default_description = "The request conflicts with the current state."
+
+
+class PayloadTooLarge(ApiError):
+    code, status = "payload_too_large", 413
+    default_description = "The request body is larger than 64 KiB."
+
+
+class UnsupportedMediaType(ApiError):
+    code, status = "unsupported_media_type", 415
+    default_description = "The request body must be application/json."
+
+
+class RateLimited(ApiError):
+    code, status = "rate_limited", 429
+    default_description = "Too many requests; retry later."
+
+
+class Unavailable(ApiError):
+    code, status = "unavailable", 503
+    default_description = "A backing service is unreachable; nothing was changed. Retry later."
+
+
+class Internal(ApiError):
+    """A bug. Answered with no detail; the cause is logged without request data."""

@@ -1,0 +1,188 @@
+"""The HTTP layer: the only module that knows Flask.
+
+``endpoint`` wraps a function's pipeline. It answers 405/413/415 before
+anything else, hands the pipeline a ``Call`` (headers and a lazily parsed,
+strictly validated body), turns every ``ApiError`` into its wire answer, and
+turns anything else into a bare ``500 internal`` whose log line names only the
+exception type: never a stack trace, key or body.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import flask
+
+from shared import errors, schema
+
+log = logging.getLogger("agentpack")
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_INT_DIGITS = 20
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+M = TypeVar("M", bound=schema.Body)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Mapping[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Call:
+    route: str
+    request_id: str
+    headers: Mapping[str, list[str]]  # lower-cased names, every value sent
+    raw_body: bytes
+
+    def header(self, name: str) -> list[str]:
+        return self.headers.get(name.lower(), [])
+
+    def body(self, model: type[M]) -> M:
+        return schema.parse(model, parse_json_object(self.raw_body))
+
+
+def reply(status: int, body: Mapping[str, Any]) -> Reply:
+    return Reply(status, body)
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise errors.InvalidRequest("body: duplicate key")
+        result[key] = value
+    return result
+
+
+def _reject_constant(_: str) -> Any:
+    raise errors.InvalidRequest("body: NaN and Infinity are not JSON numbers")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise errors.InvalidRequest("body: integer too large")
+    return int(text)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """Strict JSON: UTF-8, an object at the top, no duplicate keys, NaN, Infinity or huge integers."""
+    if not raw.strip():
+        return {}
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+            parse_int=_bounded_int,
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise errors.InvalidRequest("body: not valid JSON") from None
+    except RecursionError:
+        raise errors.InvalidRequest("body: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise errors.InvalidRequest("body: must be a JSON object")
+    return data
+
+
+def _request_id(request: flask.Request) -> str:
+    sent = request.headers.get("x-request-id", "")
+    return sent if _REQUEST_ID.fullmatch(sent) else "req_" + secrets.token_urlsafe(16)
+
+
+def _is_json(content_type: str) -> bool:
+    media, _, params = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        return False
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return False
+    return True
+
+
+def _read_body(request: flask.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge()
+    raw = request.stream.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge()
+    if raw.strip() and not _is_json(request.headers.get("content-type", "")):
+        raise errors.UnsupportedMediaType()
+    if not raw.strip() and request.headers.get("content-type") and not _is_json(request.headers["content-type"]):
+        raise errors.UnsupportedMediaType()
+    return raw
+
+
+def _headers(request: flask.Request) -> dict[str, list[str]]:
+    headers: dict[str, list[str]] = {}
+    for name, value in request.headers.items():
+        headers.setdefault(name.lower(), []).append(value)
+    return headers
+
+
+def _respond(result: Reply, request_id: str) -> flask.Response:
+    response = flask.Response(
+        json.dumps(result.body, separators=(",", ":"), ensure_ascii=False),
+        status=result.status,
+        mimetype="application/json",
+    )
+    response.headers["x-request-id"] = request_id
+    # Identity answers carry keys and secrets: nothing may cache them.
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in result.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def _error_reply(error: errors.ApiError) -> Reply:
+    headers = {"Allow": "POST"} if isinstance(error, errors.MethodNotAllowed) else {}
+    if isinstance(error, errors.Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="agentpack"'
+    return Reply(error.status, error.body(), headers)
+
+
+Pipeline = Callable[[Call], Reply]
+Handler = Callable[[flask.Request], flask.Response]
+
+
+def endpoint(route: str, *, method: str = "POST") -> Callable[[Pipeline], Handler]:
+    """Make ``pipeline`` an HTTP Cloud Function serving ``route``."""
+
+    def wrap(pipeline: Pipeline) -> Handler:
+        @functools.wraps(pipeline)
+        def handle(request: flask.Request) -> flask.Response:
+            request_id = _request_id(request)
+            try:
+                if request.method != method:
+                    raise errors.MethodNotAllowed()
+                raw = _read_body(request) if method == "POST" else b""
+                result = pipeline(Call(route, request_id, _headers(request), raw))
+            except errors.ApiError as error:
+                if error.status >= 500:
+                    log.warning("route=%s request_id=%s answered %s", route, request_id, error.code)
+                result = _error_reply(error)
+            except Exception as exc:  # noqa: BLE001 - the one place a bug becomes a bare 500
+                frame = exc.__traceback__
+                while frame is not None and frame.tb_next is not None:
+                    frame = frame.tb_next
+                where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
+                name = type(exc).__name__
+                log.error("route=%s request_id=%s internal error %s at %s", route, request_id, name, where)
+                result = _error_reply(errors.Internal())
+            return _respond(result, request_id)
+
+        handle.route = route  # type: ignore[attr-defined]
+        return handle
+
+    return wrap

@@ -1,0 +1,72 @@
+"""Server-made identifiers.
+
+IDs are opaque to clients, but the server gives them structure so that one
+can be found without a query: a device key ID and a delegation ID embed the
+random part of their agent's ID. Every ID is URL-safe ``[A-Za-z0-9_]``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+PART_LENGTH = 22  # 22 base62 digits carry about 131 random bits
+
+_PART = f"[0-9A-Za-z]{{{PART_LENGTH}}}"
+AGENT_ID = re.compile(f"agt_({_PART})")
+DEVICE_KEY_ID = re.compile(f"dk_({_PART})({_PART})")
+DELEGATION_ID = re.compile(f"dlg_({_PART})({_PART})")
+EVENT_ID = re.compile(r"evt_[0-9]{13}[0-9A-Za-z]{10}")
+
+
+def random_base62(length: int) -> str:
+    return "".join(secrets.choice(BASE62) for _ in range(length))
+
+
+def base62_fixed(value: int, length: int) -> str:
+    """``value`` as exactly ``length`` base62 digits, most significant first."""
+    digits = []
+    for _ in range(length):
+        value, rest = divmod(value, 62)
+        digits.append(BASE62[rest])
+    if value:
+        raise ValueError("value does not fit")
+    return "".join(reversed(digits))
+
+
+def new_agent_id() -> str:
+    return "agt_" + random_base62(PART_LENGTH)
+
+
+def new_device_key_id(agent_id: str) -> str:
+    return "dk_" + agent_part(agent_id) + random_base62(PART_LENGTH)
+
+
+def new_delegation_id(grantor_id: str) -> str:
+    return "dlg_" + agent_part(grantor_id) + random_base62(PART_LENGTH)
+
+
+def new_event_id() -> str:
+    # Milliseconds first, so document-ID order is time order (audit pages newest first).
+    return f"evt_{time.time_ns() // 1_000_000:013d}{random_base62(10)}"
+
+
+def agent_part(agent_id: str) -> str:
+    return agent_id[len("agt_") :]
+
+
+def agent_of_device_key(key_id: str) -> str | None:
+    """The agent a well-formed device key ID belongs to, or None for any other string."""
+    match = DEVICE_KEY_ID.fullmatch(key_id)
+    return "agt_" + match.group(1) if match else None
+
+
+def grantor_of_delegation(delegation_id: str) -> str | None:
+    match = DELEGATION_ID.fullmatch(delegation_id)
+    return "agt_" + match.group(1) if match else None
+
+
+def is_agent_id(value: str) -> bool:
+    return AGENT_ID.fullmatch(value) is not None

@@ -1,0 +1,171 @@
+"""The only module that touches Firestore.
+
+Domain code names documents by path (``"agents/agt_…"``) and gets plain dicts
+back. Every call has a short deadline: a datastore that does not answer is a
+``503 unavailable`` within seconds, never a hung request. The Firestore client
+is imported and built on first use, so a cold start pays for it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from shared import config, errors
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+
+log = logging.getLogger("agentpack")
+T = TypeVar("T")
+Doc = dict[str, Any]
+
+AGENTS = "agents"
+DEVICE_KEYS = "device_keys"  # a subcollection of each agent
+SETTINGS = "settings"
+AUDIT_EVENTS = "audit_events"
+DELEGATIONS = "delegations"
+SECRETS = "secrets"
+CAPABILITY_TOKENS = "capability_tokens"
+
+
+@functools.cache
+def client() -> firestore.Client:
+    from google.api_core import exceptions as gexc
+    from google.api_core import gapic_v1, retry
+    from google.cloud import firestore
+
+    settings = config.get()
+    db = firestore.Client(project=settings.project_id)
+    # The library retries an unreachable datastore for 60 s by default; answer 503 long before that.
+    deadline = settings.datastore_deadline_seconds
+    policy = retry.Retry(
+        initial=0.05,
+        maximum=0.5,
+        multiplier=2,
+        timeout=deadline,
+        predicate=retry.if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded),
+    )
+    transport = db._firestore_api._transport
+    transport._wrapped_methods = {
+        method: gapic_v1.method.wrap_method(  # type: ignore[no-untyped-call]
+            method, default_retry=policy, default_timeout=deadline, client_info=db._client_info
+        )
+        for method in transport._wrapped_methods
+    }
+    return db
+
+
+@contextlib.contextmanager
+def faults_as_unavailable() -> Iterator[None]:
+    """Turn a datastore that cannot be reached (or keeps aborting) into ``Unavailable``."""
+    from google.api_core import exceptions as gexc
+
+    transient = (
+        gexc.ServiceUnavailable,
+        gexc.DeadlineExceeded,
+        gexc.RetryError,
+        gexc.Aborted,
+        gexc.InternalServerError,
+        gexc.ResourceExhausted,
+        gexc.Cancelled,
+        gexc.Unknown,
+    )
+    try:
+        yield
+    except transient as exc:
+        log.warning("datastore unavailable: %s", type(exc).__name__)
+        raise errors.Unavailable() from None
+    except ValueError as exc:
+        # Transactions that keep losing contention end as ValueError from Aborted.
+        if isinstance(exc.__cause__, gexc.Aborted):
+            log.warning("datastore transaction aborted too often")
+            raise errors.Unavailable() from None
+        raise
+
+
+def _snapshots_by_path(snapshots: Any) -> dict[str, Doc | None]:
+    return {snap.reference.path: (snap.to_dict() if snap.exists else None) for snap in snapshots}
+
+
+def get_many(paths: Sequence[str]) -> list[Doc | None]:
+    """Read documents in one round trip (one BatchGetDocuments call), in the order asked."""
+    db = client()
+    with faults_as_unavailable():
+        found = _snapshots_by_path(db.get_all([db.document(p) for p in paths]))
+    return [found.get(p) for p in paths]
+
+
+@dataclass
+class Transaction:
+    """A read-then-write unit: reads first, then writes; all writes commit together or none."""
+
+    _txn: Any
+    _db: Any
+
+    def get_many(self, paths: Sequence[str]) -> list[Doc | None]:
+        found = _snapshots_by_path(self._db.get_all([self._db.document(p) for p in paths], transaction=self._txn))
+        return [found.get(p) for p in paths]
+
+    def create(self, path: str, data: Doc) -> None:
+        self._txn.create(self._db.document(path), data)
+
+    def set(self, path: str, data: Doc) -> None:
+        self._txn.set(self._db.document(path), data)
+
+    def delete(self, path: str) -> None:
+        self._txn.delete(self._db.document(path))
+
+
+def transact(work: Callable[[Transaction], T]) -> T:
+    """Run ``work`` in a Firestore transaction, retried on contention; raise ``Unavailable`` on faults."""
+    from google.cloud import firestore
+
+    db = client()
+
+    @firestore.transactional
+    def run(txn: Any) -> T:
+        return work(Transaction(txn, db))
+
+    with faults_as_unavailable():
+        result: T = run(db.transaction())
+    return result
+
+
+def query(
+    collection: str,
+    *,
+    equals: dict[str, Any] | None = None,
+    contains: dict[str, Any] | None = None,
+    descending: bool = False,
+    after_id: str | None = None,
+    limit: int,
+) -> list[tuple[str, Doc]]:
+    """Documents of a top-level collection in document-ID order. Never on a hot path."""
+    from google.cloud import firestore
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    db = client()
+    ref = db.collection(collection)
+    q: Any = ref
+    for field, value in (equals or {}).items():
+        q = q.where(filter=FieldFilter(field, "==", value))
+    for field, value in (contains or {}).items():
+        q = q.where(filter=FieldFilter(field, "array_contains", value))
+    direction = firestore.Query.DESCENDING if descending else firestore.Query.ASCENDING
+    q = q.order_by("__name__", direction=direction)
+    if after_id is not None:
+        q = q.start_after({"__name__": ref.document(after_id)})
+    with faults_as_unavailable():
+        return [(snap.id, snap.to_dict()) for snap in q.limit(limit).stream()]
+
+
+def list_children(parent: str, collection: str, limit: int) -> list[Doc]:
+    """Every document of a subcollection, in document-ID order (bounded by ``limit``)."""
+    db = client()
+    with faults_as_unavailable():
+        return [snap.to_dict() for snap in db.document(parent).collection(collection).limit(limit).stream()]

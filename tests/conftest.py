@@ -1,0 +1,119 @@
+"""Test fixtures: the real Firestore emulator and the real functions-framework apps.
+
+If ``FIRESTORE_EMULATOR_HOST`` names a running emulator the tests use it
+(it must have been started with firestore.rules); otherwise they start one
+on a free port and stop it at the end. Every test starts with an empty
+datastore and the system clock.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from functions_framework import create_app  # noqa: E402
+
+from scripts import emulator  # noqa: E402
+from shared import clock, config, store  # noqa: E402
+
+DEV_ENV = dict(
+    line.split("=", 1)
+    for line in (ROOT / "emulator-config/dev.env").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+)
+BRIDGE_KEY = DEV_ENV["AGENTPACK_BRIDGE_KEY"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def emulator_host() -> Iterator[str]:
+    if os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        yield os.environ["FIRESTORE_EMULATOR_HOST"]
+        return
+    with emulator.running(_free_port()) as address:
+        os.environ["FIRESTORE_EMULATOR_HOST"] = address
+        yield address
+        del os.environ["FIRESTORE_EMULATOR_HOST"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_datastore(emulator_host: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in DEV_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AGENTPACK_BRIDGE_KEY_HASHES", raising=False)
+    config.reset()
+    store.client.cache_clear()
+    emulator.wipe(emulator_host)
+    yield
+    clock.set_source(None)
+    config.reset()
+    store.client.cache_clear()
+
+
+_apps: dict[str, Any] = {}
+
+
+def function_client(name: str) -> Any:
+    """A test client of the real functions-framework app of one function."""
+    if name not in _apps:
+        source = str(ROOT / "functions" / name / "main.py")
+        _apps[name] = create_app(target=name, source=source)  # type: ignore[no-untyped-call]
+    return _apps[name].test_client()
+
+
+class Api:
+    """Calls routes the way a client would: POST JSON to the function serving the route."""
+
+    def call(self, route: str, body: Any = None, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        client = function_client(route.replace("/", "_"))
+        if body is not None and "data" not in kwargs:
+            kwargs["json"] = body
+        return client.post("/", headers=headers or {}, **kwargs)
+
+    def bridge(self, route: str, body: Any = None, **kwargs: Any) -> Any:
+        return self.call(route, body, {"x-agentpack-key": BRIDGE_KEY}, **kwargs)
+
+    def device(self, key: str, route: str, body: Any = None, **kwargs: Any) -> Any:
+        return self.call(route, body, {"x-agentpack-device-key": key}, **kwargs)
+
+    def new_agent(self, display_name: str = "agent", tenant_id: str | None = None) -> str:
+        body: dict[str, Any] = {"display_name": display_name}
+        if tenant_id is not None:
+            body["tenant_id"] = tenant_id
+        answer = self.bridge("agents/create", body)
+        assert answer.status_code == 201, answer.get_json()
+        return str(answer.get_json()["agent_id"])
+
+    def new_key(self, agent_id: str, **extra: Any) -> dict[str, Any]:
+        answer = self.bridge("device/issue", {"agent_id": agent_id, **extra})
+        assert answer.status_code == 201, answer.get_json()
+        return dict(answer.get_json())
+
+
+@pytest.fixture
+def api() -> Api:
+    return Api()
+
+
+@pytest.fixture
+def frozen_clock() -> Callable[[Any], None]:
+    """Move the service's clock: ``frozen_clock(datetime)``."""
+
+    def move(moment: Any) -> None:
+        clock.set_source(lambda: moment)
+
+    return move
