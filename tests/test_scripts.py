@@ -1,0 +1,151 @@
+"""The operator and developer scripts: staging, deployment, bridge keys and the local server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from scripts import stage
+from scripts.functions_index import ROOT, all_functions
+from shared import keys
+from tests.conftest import BRIDGE_KEY
+
+PYTHON = sys.executable
+API_ROUTES = {
+    "agents/create", "agents/get", "agents/list", "agents/update",
+    "device/issue", "device/revoke", "device/list",
+    "settings/list", "settings/set", "audit/list",
+}  # fmt: skip
+
+
+def test_every_core_route_has_its_own_function() -> None:
+    routes = {f.route for f in all_functions()}
+    assert routes >= API_ROUTES
+    assert len(routes) == len(all_functions())
+
+
+def test_each_staged_function_stands_alone(tmp_path: Path) -> None:
+    """Import every staged folder in a clean interpreter (no repo on sys.path) and call it once."""
+    probe = (
+        "import sys, json\n"
+        "assert not any('work/main' in p and 'build' not in p and 'site-packages' not in p for p in sys.path[1:])\n"
+        "from functions_framework import create_app\n"
+        "client = create_app(target=sys.argv[1], source='main.py').test_client()\n"
+        "answer = client.post('/', json={})\n"
+        "print(answer.status_code, json.dumps(answer.get_json()))\n"
+    )
+    for function in all_functions():
+        folder = stage.stage(function, tmp_path)
+        assert (folder / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text()
+        assert not (folder / "tests").exists()
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+        result = subprocess.run(
+            [PYTHON, "-c", probe, function.name], cwd=folder, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.startswith("401 "), (function.name, result.stdout)
+
+
+def test_staging_copies_only_what_a_function_imports(tmp_path: Path) -> None:
+    function = next(f for f in all_functions() if f.name == "settings_list")
+    folder = stage.stage(function, tmp_path)
+    copied = {p.stem for p in (folder / "shared").glob("*.py")}
+    assert "devices" not in copied and "agents" not in copied
+    assert {"credentials", "http", "settings", "store"} <= copied
+
+
+def test_deploy_prints_one_gen2_command_per_function() -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", "scripts.deploy", "--project", "demo-x", "--region", "europe-west1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    lines = [shlex.split(line) for line in result.stdout.splitlines() if line.startswith("gcloud functions deploy")]
+    assert {line[3] for line in lines} == {f.deploy_name for f in all_functions()}
+    for line in lines:
+        for flag in ("--gen2", "--runtime=python312", "--trigger-http", "--region=europe-west1"):
+            assert flag in line
+        assert any(a.startswith("--set-secrets=AGENTPACK_BRIDGE_KEY_HASHES=") for a in line)
+        assert not any("apkb_" in a for a in line)
+    assert "firestore:rules,firestore:indexes" in result.stdout
+
+
+def test_bridge_key_script_makes_a_valid_key_and_its_hash() -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", "scripts.bridge_key", "new"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    fields = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    key, digest = fields["bridge key"].strip(), fields["hash"].strip()
+    assert keys.is_bridge_key(key)
+    assert digest == keys.hash_key(key)
+    hashed = subprocess.run(
+        [PYTHON, "-m", "scripts.bridge_key", "hash"], cwd=ROOT, input=key + "\n", capture_output=True, text=True
+    )
+    assert hashed.stdout.strip() == digest
+    refused = subprocess.run(
+        [PYTHON, "-m", "scripts.bridge_key", "hash"], cwd=ROOT, input=key[:-1] + "\n", capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and refused.stdout == ""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _post(url: str, body: dict[str, object], headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **headers}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_local_server_serves_every_route_on_one_port(emulator_host: str) -> None:
+    port = _free_port()
+    env = {**os.environ, "PORT": str(port), "FIRESTORE_EMULATOR_HOST": emulator_host, "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen([PYTHON, "-m", "scripts.serve"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline()
+        assert f":{port}" in banner
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status, created = _post(
+                    f"{base}/agents/create", {"display_name": "served"}, {"x-agentpack-key": BRIDGE_KEY}
+                )
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert status == 201
+        issued = _post(f"{base}/device/issue", {"agent_id": created["agent_id"]}, {"x-agentpack-key": BRIDGE_KEY})[1]
+        status, me = _post(f"{base}/agents/get", {}, {"x-agentpack-device-key": str(issued["device_key"])})
+        assert (status, me["agent_id"]) == (200, created["agent_id"])
+        assert _post(f"{base}/no/such/route", {}, {})[0] == 404
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.mark.parametrize("bad_port", ["http", "-"])
+def test_local_server_refuses_a_bad_port(bad_port: str) -> None:
+    env = {**os.environ, "PORT": bad_port, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([PYTHON, "-m", "scripts.serve"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "PORT" in result.stderr
