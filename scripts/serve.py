@@ -35,7 +35,9 @@ def build_app() -> Any:
 
     mounted = {}
     for function in all_functions():
-        mounted["/" + function.route] = create_app(target=function.name, source=str(function.source))
+        mounted["/" + function.route] = create_app(  # type: ignore[no-untyped-call]
+            target=function.name, source=str(function.source)
+        )
 
     def not_found(start_response: Any) -> Iterable[bytes]:
         body = json.dumps({"error": "not_found", "error_description": "No such route."}).encode()

@@ -20,7 +20,7 @@ SHARED = ROOT / "shared"
 
 def shared_imports(source: Path) -> set[str]:
     """Names of shared/ modules that ``source`` imports directly."""
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(source.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module == "shared":
             found.update(alias.name for alias in node.names)

@@ -41,7 +41,8 @@ def record(
 ) -> None:
     assert action in ACTIONS
     actor = principal.audit_actor()
-    subjects = sorted({a for a in (actor.get("agent_id"), actor.get("on_behalf_of"), target.get("agent_id")) if a})
+    named = (actor.get("agent_id"), actor.get("on_behalf_of"), target.get("agent_id"), target.get("from_agent"))
+    subjects = sorted({agent_id for agent_id in named if agent_id})
     at = clock.now()
     event_id = ids.new_event_id()
     txn.create(

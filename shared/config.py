@@ -13,8 +13,13 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared import errors, keys
+
+if TYPE_CHECKING:
+    from shared.tokens import KeySet
 
 log = logging.getLogger("agentpack")
 
@@ -31,6 +36,7 @@ class Config:
     project_id: str
     bridge_key_hashes: tuple[str, ...]
     datastore_deadline_seconds: float
+    capability_max_ttl_seconds: int
 
 
 def _bridge_key_hashes() -> tuple[str, ...]:
@@ -45,23 +51,59 @@ def _bridge_key_hashes() -> tuple[str, ...]:
     return tuple(hashes)
 
 
+def _number(name: str, default: str, kind: type[int] | type[float], low: float, high: float) -> float:
+    try:
+        value = kind(os.environ.get(name, default))
+    except ValueError:
+        log.error("configuration refused: %s is not a number", name)
+        raise ConfigError() from None
+    if not low <= value <= high:
+        log.error("configuration refused: %s is out of bounds", name)
+        raise ConfigError()
+    return value
+
+
 @functools.cache
 def get() -> Config:
-    try:
-        deadline = float(os.environ.get("AGENTPACK_DATASTORE_DEADLINE_SECONDS", "5"))
-    except ValueError:
-        raise ConfigError() from None
-    if not 0 < deadline <= 60:
-        raise ConfigError()
+    deadline = _number("AGENTPACK_DATASTORE_DEADLINE_SECONDS", "5", float, 0.1, 60)
+    max_ttl = int(_number("AGENTPACK_CAPABILITY_MAX_TTL_SECONDS", "300", int, 1, 3600))
+    capability_keys()  # a malformed key set refuses every request, not only those with tokens
     project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT") or DEFAULT_PROJECT
     try:
         hashes = _bridge_key_hashes()
     except ConfigError:
         log.error("configuration refused: AGENTPACK_BRIDGE_KEY or AGENTPACK_BRIDGE_KEY_HASHES is malformed")
         raise
-    return Config(project_id=project, bridge_key_hashes=hashes, datastore_deadline_seconds=deadline)
+    return Config(
+        project_id=project,
+        bridge_key_hashes=hashes,
+        datastore_deadline_seconds=deadline,
+        capability_max_ttl_seconds=max_ttl,
+    )
+
+
+# Staging bundles the deployment's public keys here, beside the function's main.py.
+BUNDLED_CAPABILITY_KEYS = Path(__file__).resolve().parent.parent / "capability_keys.json"
+
+
+@functools.cache
+def capability_keys() -> KeySet | None:
+    """The capability-token public keys by kid: from the environment, else the bundled file, else None."""
+    text = os.environ.get("AGENTPACK_CAPABILITY_PUBLIC_KEYS", "").strip()
+    if not text and BUNDLED_CAPABILITY_KEYS.is_file():
+        text = BUNDLED_CAPABILITY_KEYS.read_text()
+    if not text:
+        return None  # no keys: every capability token is refused
+    from shared import tokens
+
+    try:
+        return tokens.KeySet.from_json(text)
+    except errors.ApiError:
+        log.error("configuration refused: the capability public keys are malformed or not strict Ed25519 keys")
+        raise ConfigError() from None
 
 
 def reset() -> None:
     """Forget the cached configuration (tests that change the environment)."""
     get.cache_clear()
+    capability_keys.cache_clear()

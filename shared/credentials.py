@@ -1,14 +1,23 @@
 """Credential resolution: which agent is this, and may the caller speak for it?
 
-Every request carries exactly one primary credential. The bridge key is
-checked against the configured hashes in constant time, with no datastore
-read. A device key's checksum is checked before any read; its record and its
-agent are then fetched together in one round trip (the key names both), and
-the key is accepted only if its hash matches, it is neither revoked nor
-expired, and its agent exists and is not disabled. Nothing here is cached, so
-revocation and disabling hold from the very next request.
+Every request carries exactly one primary credential:
 
-Every failure is the same ``401`` with the same text: no oracle.
+* the bridge key, checked against the configured hashes in constant time,
+  with no datastore read;
+* a device key, whose checksum is checked before any read; its record and its
+  agent are then fetched in one round trip (the key names both) and it is
+  accepted only if its hash matches, it is neither revoked nor expired, and its
+  agent exists and is not disabled;
+* a capability token, verified offline against the embedded public keys, for
+  the routes in its scope only.
+
+Beside an agent credential, ``x-agentpack-delegation`` makes the request act
+for the grantor. The delegation and the grantor are read in the same round
+trip as the device key (the delegation ID names its grantor). Nothing here is
+cached, so revocation and disabling hold from the very next request.
+
+Every authentication failure is the same ``401``; every delegation failure the
+same ``403``: no oracle.
 """
 
 from __future__ import annotations
@@ -17,28 +26,43 @@ import hmac
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shared import clock, config, errors, keys, store
+from shared import clock, config, errors, ids, keys, store
 
 BRIDGE_HEADER = "x-agentpack-key"
 DEVICE_HEADER = "x-agentpack-device-key"
 AUTHORIZATION_HEADER = "authorization"
 DELEGATION_HEADER = "x-agentpack-delegation"
 PRIMARY_HEADERS = (BRIDGE_HEADER, DEVICE_HEADER, AUTHORIZATION_HEADER)
+DELEGATION_REFUSED = "The delegation does not allow this request."
+
+Headers = Any  # a mapping of lower-cased header name -> every value sent
 
 
 @dataclass(frozen=True)
 class Principal:
-    """A verified caller. ``agent`` is the agent record read while resolving (agent callers only)."""
+    """A verified caller.
+
+    ``agent_id`` is the agent the request acts as (the grantor, when delegated);
+    ``actor_id`` is the agent that holds the credential. ``agent`` is the record
+    of ``agent_id`` when resolution read it (device keys and delegations).
+    """
 
     kind: Literal["bridge", "agent"]
+    via: Literal["bridge_key", "device_key", "capability"]
     agent_id: str | None = None
+    actor_id: str | None = None
     tenant_id: str | None = None
     key_id: str | None = None
     agent: dict[str, Any] | None = None
+    delegation_id: str | None = None
 
     @property
     def is_bridge(self) -> bool:
         return self.kind == "bridge"
+
+    @property
+    def is_delegated(self) -> bool:
+        return self.delegation_id is not None
 
     def require_bridge(self) -> None:
         if not self.is_bridge:
@@ -59,60 +83,146 @@ class Principal:
     def audit_actor(self) -> dict[str, Any]:
         if self.is_bridge:
             return {"kind": "bridge"}
-        return {"kind": "agent", "agent_id": self.agent_id}
+        actor: dict[str, Any] = {"kind": "agent", "agent_id": self.actor_id}
+        if self.is_delegated:
+            actor["on_behalf_of"] = self.agent_id
+        return actor
 
 
-BRIDGE = Principal(kind="bridge")
+BRIDGE = Principal(kind="bridge", via="bridge_key")
 
 
-def _single(values: list[str]) -> str:
-    return values[0].strip()
-
-
-def resolve(headers: dict[str, list[str]] | Any) -> Principal:
-    """The verified principal of a request, from its lower-cased headers (name -> every value)."""
+def resolve(headers: Headers, route: str) -> Principal:
+    """The verified principal of a request to ``route``, from its lower-cased headers."""
+    settings = config.get()  # a broken configuration refuses every request, never serves weaker
     sent = [name for name in PRIMARY_HEADERS for _ in headers.get(name, [])]
     if len(sent) > 1:
         raise errors.AmbiguousCredentials()
     if not sent:
         raise errors.Unauthenticated()
-    if headers.get(DELEGATION_HEADER):
-        # Delegations are not part of the identity core yet: refuse rather than ignore.
-        raise errors.Forbidden("The delegation may not be used for this request.")
-    value = _single(headers[sent[0]])
+    value = headers[sent[0]][0].strip()
+    delegation = _delegation_id(headers)
     if sent[0] == BRIDGE_HEADER:
-        return _resolve_bridge(value)
+        principal = _resolve_bridge(value, settings.bridge_key_hashes)
+        if delegation is not None:
+            raise errors.Forbidden(DELEGATION_REFUSED)
+        return principal
     if sent[0] == DEVICE_HEADER:
-        return _resolve_device_key(value)
-    raise errors.Unauthenticated()
+        return _resolve_device_key(value, delegation, route)
+    return _resolve_capability(value, delegation, route)
 
 
-def _resolve_bridge(key: str) -> Principal:
-    hashes = config.get().bridge_key_hashes
+def _delegation_id(headers: Headers) -> str | None:
+    values = headers.get(DELEGATION_HEADER, [])
+    if not values:
+        return None
+    if len(values) > 1:
+        return ""  # never a valid ID: refused once the primary credential is checked
+    return str(values[0]).strip()
+
+
+def _resolve_bridge(key: str, live_hashes: tuple[str, ...]) -> Principal:
     if not keys.is_bridge_key(key):
         raise errors.Unauthenticated()
     presented = keys.hash_key(key)
     matched = False
-    for live in hashes:  # every live hash is compared: the time taken does not say which matched
+    for live in live_hashes:  # compare with every live hash: the time taken does not say which matched
         matched |= hmac.compare_digest(presented, live)
     if not matched:
         raise errors.Unauthenticated()
     return BRIDGE
 
 
-def _resolve_device_key(key: str) -> Principal:
+def _delegation_paths(delegation_id: str | None) -> list[str]:
+    grantor = ids.grantor_of_delegation(delegation_id) if delegation_id else None
+    if delegation_id is None or grantor is None:
+        return []
+    return [f"{store.DELEGATIONS}/{delegation_id}", f"{store.AGENTS}/{grantor}"]
+
+
+def _resolve_device_key(key: str, delegation_id: str | None, route: str) -> Principal:
     name = keys.parse_device_key(key)
     if name is None:
         raise errors.Unauthenticated()
-    agent, record = store.get_many(
-        [f"{store.AGENTS}/{name.agent_id}", f"{store.AGENTS}/{name.agent_id}/{store.DEVICE_KEYS}/{name.key_id}"]
-    )
+    agent_path = f"{store.AGENTS}/{name.agent_id}"
+    key_path = f"{agent_path}/{store.DEVICE_KEYS}/{name.key_id}"
+    agent, record, *delegation_docs = store.get_many([agent_path, key_path, *_delegation_paths(delegation_id)])
     if agent is None or record is None or not keys.hash_matches(key, record["key_hash"]):
         raise errors.Unauthenticated()
     if not key_is_live(record) or agent.get("disabled", True):
         raise errors.Unauthenticated()
+    principal = Principal(
+        kind="agent",
+        via="device_key",
+        agent_id=name.agent_id,
+        actor_id=name.agent_id,
+        tenant_id=agent["tenant_id"],
+        key_id=name.key_id,
+        agent=agent,
+    )
+    if delegation_id is None:
+        return principal
+    return _act_for_grantor(principal, agent, delegation_id, delegation_docs, route)
+
+
+def _resolve_capability(authorization: str, delegation_id: str | None, route: str) -> Principal:
+    from shared import tokens  # only requests that carry a token pay for the verifier
+
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.Unauthenticated()
+    settings, public_keys = config.get(), config.capability_keys()
+    if public_keys is None:
+        raise errors.Unauthenticated()
+    capability = tokens.verify(
+        token.strip(),
+        public_keys,
+        now=clock.now(),
+        max_ttl_seconds=settings.capability_max_ttl_seconds,
+    )
+    if route not in capability.scopes:
+        raise errors.Forbidden("The capability token does not allow this route.")
+    principal = Principal(kind="agent", via="capability", agent_id=capability.agent_id, actor_id=capability.agent_id)
+    if delegation_id is None:
+        return principal
+    grantee, *delegation_docs = store.get_many(
+        [f"{store.AGENTS}/{capability.agent_id}", *_delegation_paths(delegation_id)]
+    )
+    return _act_for_grantor(principal, grantee, delegation_id, delegation_docs, route)
+
+
+def _act_for_grantor(
+    grantee: Principal,
+    grantee_record: dict[str, Any] | None,
+    delegation_id: str,
+    delegation_docs: list[dict[str, Any] | None],
+    route: str,
+) -> Principal:
+    from shared.delegations import is_usable  # the rules of a delegation live with delegations
+
+    if len(delegation_docs) != 2 or grantee_record is None or grantee_record.get("disabled", True):
+        raise errors.Forbidden(DELEGATION_REFUSED)
+    record, grantor = delegation_docs
+    grantor_id = ids.grantor_of_delegation(delegation_id)
+    if (
+        grantor_id is None
+        or grantor is None
+        or grantor.get("disabled", True)
+        or grantor["tenant_id"] != grantee_record["tenant_id"]
+        or not is_usable(record, grantee.actor_id or "", grantor_id)
+        or record is None
+        or route not in record["scope"]
+    ):
+        raise errors.Forbidden(DELEGATION_REFUSED)
     return Principal(
-        kind="agent", agent_id=name.agent_id, tenant_id=agent["tenant_id"], key_id=name.key_id, agent=agent
+        kind="agent",
+        via=grantee.via,
+        agent_id=grantor_id,
+        actor_id=grantee.actor_id,
+        tenant_id=grantor["tenant_id"],
+        key_id=grantee.key_id,
+        agent=grantor,
+        delegation_id=delegation_id,
     )
 
 
