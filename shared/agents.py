@@ -82,6 +82,8 @@ def get(agent_id: str, principal: Principal) -> dict[str, Any]:
     if not ids.is_agent_id(agent_id):
         raise errors.NotFound()
     (agent,) = store.get_many([path(agent_id)])
+    if principal.via == "capability" and (agent is None or agent["disabled"]):
+        raise errors.Unauthenticated()  # the record is read anyway, so a suspended agent's token stops here
     if agent is None:
         raise errors.NotFound()
     return public(agent)

@@ -24,6 +24,7 @@ ACTIONS = (
     "delegation.revoke",
     "secret.put",
     "secret.delete",
+    "secret.integrity_failure",
     "setting.set",
     "capability.record",
 )
@@ -83,6 +84,7 @@ def list_events(body: ListEvents) -> dict[str, Any]:
         store.AUDIT_EVENTS,
         equals={"action": body.action} if body.action else None,
         contains={"subjects": body.agent_id} if body.agent_id else None,
+        order_by="event_id",  # the ID, as a field: descending key scans are not supported everywhere
         descending=True,
         after_id=body.page_token,
         limit=body.page_size + 1,

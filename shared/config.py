@@ -8,7 +8,9 @@ refuses to serve (503) rather than serve with a weaker check.
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
 import logging
 import os
 import re
@@ -39,8 +41,26 @@ class Config:
     capability_max_ttl_seconds: int
 
 
+def _from_secret_manager() -> bool:
+    source = os.environ.get("AGENTPACK_SECRET_SOURCE", "env").strip()
+    if source not in ("env", "secret-manager"):
+        log.error("configuration refused: AGENTPACK_SECRET_SOURCE must be env or secret-manager")
+        raise ConfigError()
+    return source == "secret-manager"
+
+
+def _project() -> str:
+    return os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT") or DEFAULT_PROJECT
+
+
 def _bridge_key_hashes() -> tuple[str, ...]:
-    hashes = [h.strip() for h in os.environ.get("AGENTPACK_BRIDGE_KEY_HASHES", "").split(",") if h.strip()]
+    if _from_secret_manager():
+        from shared import secret_manager
+
+        listed = secret_manager.access(_project(), secret_manager.BRIDGE_KEY_HASHES)
+    else:
+        listed = os.environ.get("AGENTPACK_BRIDGE_KEY_HASHES", "")
+    hashes = [h.strip() for h in listed.split(",") if h.strip()]
     if any(_SHA256_HEX.fullmatch(h) is None for h in hashes):
         raise ConfigError()
     plain = os.environ.get("AGENTPACK_BRIDGE_KEY", "").strip()
@@ -68,7 +88,7 @@ def get() -> Config:
     deadline = _number("AGENTPACK_DATASTORE_DEADLINE_SECONDS", "5", float, 0.1, 60)
     max_ttl = int(_number("AGENTPACK_CAPABILITY_MAX_TTL_SECONDS", "300", int, 1, 3600))
     capability_keys()  # a malformed key set refuses every request, not only those with tokens
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT") or DEFAULT_PROJECT
+    project = _project()
     try:
         hashes = _bridge_key_hashes()
     except ConfigError:
@@ -103,7 +123,55 @@ def capability_keys() -> KeySet | None:
         raise ConfigError() from None
 
 
+@dataclass(frozen=True)
+class Keyring:
+    """The secrets encryption keys by version; new writes use the newest."""
+
+    versions: dict[int, bytes]
+
+    @property
+    def newest_version(self) -> int:
+        return max(self.versions)
+
+    @property
+    def newest_key(self) -> bytes:
+        return self.versions[self.newest_version]
+
+
+def parse_keyring(text: str) -> Keyring:
+    """``{"1": "<base64url of 32 bytes>", ...}``: versions are positive integers."""
+    try:
+        listed = json.loads(text)
+        if not isinstance(listed, dict) or not listed:
+            raise ValueError
+        versions = {}
+        for version, encoded in listed.items():
+            if not re.fullmatch(r"[1-9][0-9]{0,8}", version) or not isinstance(encoded, str):
+                raise ValueError
+            if not re.fullmatch(r"[A-Za-z0-9_-]{43}", encoded):
+                raise ValueError
+            key = base64.urlsafe_b64decode(encoded + "=")
+            if len(key) != 32:
+                raise ValueError
+            versions[int(version)] = key
+    except ValueError:
+        log.error("configuration refused: the secrets keys are malformed")
+        raise ConfigError() from None
+    return Keyring(versions)
+
+
+@functools.cache
+def secrets_keyring() -> Keyring:
+    """The secrets keys: from Secret Manager (once per instance) or, locally, AGENTPACK_SECRETS_KEYS."""
+    if _from_secret_manager():
+        from shared import secret_manager
+
+        return parse_keyring(secret_manager.access(_project(), secret_manager.SECRETS_KEYS))
+    return parse_keyring(os.environ.get("AGENTPACK_SECRETS_KEYS", ""))
+
+
 def reset() -> None:
     """Forget the cached configuration (tests that change the environment)."""
     get.cache_clear()
     capability_keys.cache_clear()
+    secrets_keyring.cache_clear()

@@ -22,8 +22,10 @@ same ``403``: no oracle.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shared import clock, config, errors, ids, keys, store
@@ -55,6 +57,7 @@ class Principal:
     key_id: str | None = None
     agent: dict[str, Any] | None = None
     delegation_id: str | None = None
+    prefetched: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @property
     def is_bridge(self) -> bool:
@@ -92,8 +95,16 @@ class Principal:
 BRIDGE = Principal(kind="bridge", via="bridge_key")
 
 
-def resolve(headers: Headers, route: str) -> Principal:
-    """The verified principal of a request to ``route``, from its lower-cased headers."""
+Prefetch = Callable[[str], list[str]]
+
+
+def resolve(headers: Headers, route: str, prefetch: Prefetch | None = None) -> Principal:
+    """The verified principal of a request to ``route``, from its lower-cased headers.
+
+    ``prefetch(agent_id)`` names documents of the agent the request will act as;
+    they are read in the same round trip as the credential and handed back in
+    ``Principal.prefetched``, so a route like ``secrets/get`` costs one read in all.
+    """
     settings = config.get()  # a broken configuration refuses every request, never serves weaker
     sent = [name for name in PRIMARY_HEADERS for _ in headers.get(name, [])]
     if len(sent) > 1:
@@ -108,8 +119,8 @@ def resolve(headers: Headers, route: str) -> Principal:
             raise errors.Forbidden(DELEGATION_REFUSED)
         return principal
     if sent[0] == DEVICE_HEADER:
-        return _resolve_device_key(value, delegation, route)
-    return _resolve_capability(value, delegation, route)
+        return _resolve_device_key(value, delegation, route, prefetch)
+    return _resolve_capability(value, delegation, route, prefetch)
 
 
 def _delegation_id(headers: Headers) -> str | None:
@@ -133,20 +144,30 @@ def _resolve_bridge(key: str, live_hashes: tuple[str, ...]) -> Principal:
     return BRIDGE
 
 
-def _delegation_paths(delegation_id: str | None) -> list[str]:
-    grantor = ids.grantor_of_delegation(delegation_id) if delegation_id else None
-    if delegation_id is None or grantor is None:
-        return []
-    return [f"{store.DELEGATIONS}/{delegation_id}", f"{store.AGENTS}/{grantor}"]
+@dataclass(frozen=True)
+class _Reads:
+    """The documents one resolution reads, all in one round trip."""
+
+    agent: str
+    delegation: list[str]  # [delegation, grantor], or empty when absent or malformed
+    extra: list[str]
+
+    @classmethod
+    def plan(cls, agent_id: str, delegation_id: str | None, prefetch: Prefetch | None) -> _Reads:
+        grantor = ids.grantor_of_delegation(delegation_id) if delegation_id else None
+        delegation = [f"{store.DELEGATIONS}/{delegation_id}", f"{store.AGENTS}/{grantor}"] if grantor else []
+        subject = grantor or agent_id
+        return cls(f"{store.AGENTS}/{agent_id}", delegation, prefetch(subject) if prefetch else [])
 
 
-def _resolve_device_key(key: str, delegation_id: str | None, route: str) -> Principal:
+def _resolve_device_key(key: str, delegation_id: str | None, route: str, prefetch: Prefetch | None) -> Principal:
     name = keys.parse_device_key(key)
     if name is None:
         raise errors.Unauthenticated()
-    agent_path = f"{store.AGENTS}/{name.agent_id}"
-    key_path = f"{agent_path}/{store.DEVICE_KEYS}/{name.key_id}"
-    agent, record, *delegation_docs = store.get_many([agent_path, key_path, *_delegation_paths(delegation_id)])
+    reads = _Reads.plan(name.agent_id, delegation_id, prefetch)
+    key_path = f"{reads.agent}/{store.DEVICE_KEYS}/{name.key_id}"
+    docs = store.get_many([reads.agent, key_path, *reads.delegation, *reads.extra])
+    agent, record = docs[0], docs[1]
     if agent is None or record is None or not keys.hash_matches(key, record["key_hash"]):
         raise errors.Unauthenticated()
     if not key_is_live(record) or agent.get("disabled", True):
@@ -160,35 +181,48 @@ def _resolve_device_key(key: str, delegation_id: str | None, route: str) -> Prin
         key_id=name.key_id,
         agent=agent,
     )
-    if delegation_id is None:
-        return principal
-    return _act_for_grantor(principal, agent, delegation_id, delegation_docs, route)
+    return _finish(principal, agent, delegation_id, docs[2:], reads, route)
 
 
-def _resolve_capability(authorization: str, delegation_id: str | None, route: str) -> Principal:
+def _resolve_capability(
+    authorization: str, delegation_id: str | None, route: str, prefetch: Prefetch | None
+) -> Principal:
     from shared import tokens  # only requests that carry a token pay for the verifier
 
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise errors.Unauthenticated()
-    settings, public_keys = config.get(), config.capability_keys()
-    if public_keys is None:
+    public_keys = config.capability_keys()
+    if scheme.lower() != "bearer" or not token.strip() or public_keys is None:
         raise errors.Unauthenticated()
     capability = tokens.verify(
-        token.strip(),
-        public_keys,
-        now=clock.now(),
-        max_ttl_seconds=settings.capability_max_ttl_seconds,
+        token.strip(), public_keys, now=clock.now(), max_ttl_seconds=config.get().capability_max_ttl_seconds
     )
     if route not in capability.scopes:
         raise errors.Forbidden("The capability token does not allow this route.")
     principal = Principal(kind="agent", via="capability", agent_id=capability.agent_id, actor_id=capability.agent_id)
-    if delegation_id is None:
-        return principal
-    grantee, *delegation_docs = store.get_many(
-        [f"{store.AGENTS}/{capability.agent_id}", *_delegation_paths(delegation_id)]
-    )
-    return _act_for_grantor(principal, grantee, delegation_id, delegation_docs, route)
+    if delegation_id is None and prefetch is None:
+        return principal  # verified offline: no datastore read
+    reads = _Reads.plan(capability.agent_id, delegation_id, prefetch)
+    docs = store.get_many([reads.agent, *reads.delegation, *reads.extra])
+    agent = docs[0]
+    if delegation_id is None and (agent is None or agent.get("disabled", True)):
+        raise errors.Unauthenticated()  # read anyway for this route, so a disabled agent is refused at once
+    if agent is not None:
+        principal = dataclasses.replace(principal, tenant_id=agent["tenant_id"], agent=agent)
+    return _finish(principal, agent, delegation_id, docs[1:], reads, route)
+
+
+def _finish(
+    principal: Principal,
+    agent: dict[str, Any] | None,
+    delegation_id: str | None,
+    rest: list[dict[str, Any] | None],
+    reads: _Reads,
+    route: str,
+) -> Principal:
+    delegation_docs, extra_docs = rest[: len(reads.delegation)], rest[len(reads.delegation) :]
+    if delegation_id is not None:
+        principal = _act_for_grantor(principal, agent, delegation_id, delegation_docs, route)
+    return dataclasses.replace(principal, prefetched=dict(zip(reads.extra, extra_docs, strict=True)))
 
 
 def _act_for_grantor(
@@ -200,17 +234,16 @@ def _act_for_grantor(
 ) -> Principal:
     from shared.delegations import is_usable  # the rules of a delegation live with delegations
 
-    if len(delegation_docs) != 2 or grantee_record is None or grantee_record.get("disabled", True):
+    grantor_id = ids.grantor_of_delegation(delegation_id)
+    if grantor_id is None or len(delegation_docs) != 2 or grantee_record is None or grantee_record.get("disabled"):
         raise errors.Forbidden(DELEGATION_REFUSED)
     record, grantor = delegation_docs
-    grantor_id = ids.grantor_of_delegation(delegation_id)
     if (
-        grantor_id is None
+        record is None
         or grantor is None
         or grantor.get("disabled", True)
         or grantor["tenant_id"] != grantee_record["tenant_id"]
         or not is_usable(record, grantee.actor_id or "", grantor_id)
-        or record is None
         or route not in record["scope"]
     ):
         raise errors.Forbidden(DELEGATION_REFUSED)

@@ -50,6 +50,14 @@ class Call:
     def body(self, model: type[M]) -> M:
         return schema.parse(model, parse_json_object(self.raw_body))
 
+    def peek(self, model: type[M]) -> M | None:
+        """The body if it is valid, else None, without raising: only a hint for reads made before
+        the credential is checked. The pipeline still calls ``body`` after the credential."""
+        try:
+            return self.body(model)
+        except errors.ApiError:
+            return None
+
 
 def reply(status: int, body: Mapping[str, Any]) -> Reply:
     return Reply(status, body)

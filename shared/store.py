@@ -141,11 +141,13 @@ def query(
     *,
     equals: dict[str, Any] | None = None,
     contains: dict[str, Any] | None = None,
+    order_by: str = "__name__",
     descending: bool = False,
     after_id: str | None = None,
     limit: int,
 ) -> list[tuple[str, Doc]]:
-    """Documents of a top-level collection in document-ID order. Never on a hot path."""
+    """Documents of a top-level collection in ``order_by`` order (a field that holds the
+    document ID, or the ID itself), after the document ``after_id``. Never on a hot path."""
     from google.cloud import firestore
     from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -157,9 +159,9 @@ def query(
     for field, value in (contains or {}).items():
         q = q.where(filter=FieldFilter(field, "array_contains", value))
     direction = firestore.Query.DESCENDING if descending else firestore.Query.ASCENDING
-    q = q.order_by("__name__", direction=direction)
+    q = q.order_by(order_by, direction=direction)
     if after_id is not None:
-        q = q.start_after({"__name__": ref.document(after_id)})
+        q = q.start_after({order_by: ref.document(after_id) if order_by == "__name__" else after_id})
     with faults_as_unavailable():
         return [(snap.id, snap.to_dict()) for snap in q.limit(limit).stream()]
 
@@ -169,3 +171,16 @@ def list_children(parent: str, collection: str, limit: int) -> list[Doc]:
     db = client()
     with faults_as_unavailable():
         return [snap.to_dict() for snap in db.document(parent).collection(collection).limit(limit).stream()]
+
+
+def scan_group(collection: str, *, after_path: str | None, limit: int) -> list[tuple[str, Doc]]:
+    """Every document of a collection group (all subcollections named ``collection``) in path order.
+
+    For operator scripts that sweep the whole store, page by page; never on a request path.
+    """
+    db = client()
+    q: Any = db.collection_group(collection).order_by("__name__")
+    if after_path is not None:
+        q = q.start_after({"__name__": db.document(after_path)})
+    with faults_as_unavailable():
+        return [(snap.reference.path, snap.to_dict()) for snap in q.limit(limit).stream()]

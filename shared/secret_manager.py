@@ -1,0 +1,53 @@
+"""Server-side keys from Google Secret Manager, through its real client library.
+
+Read once per instance (callers cache) and never written to disk or logs.
+The client costs about 0.4 s to import, so it is imported here, on first use,
+and only by deployments that read their keys from Secret Manager.
+``AGENTPACK_SECRET_MANAGER_ENDPOINT`` points the client at a local stand-in
+speaking the service's REST protocol over plain HTTP (tests; there is no
+Secret Manager emulator).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from shared import errors
+
+log = logging.getLogger("agentpack")
+
+BRIDGE_KEY_HASHES = "agentpack-bridge-key-hashes"
+SECRETS_KEYS = "agentpack-secrets-keys"
+TIMEOUT_SECONDS = 10.0
+
+
+class SecretManagerUnavailable(errors.Unavailable):
+    default_description = "The secret store is unreachable; nothing was changed. Retry later."
+
+
+def access(project: str, secret: str) -> str:
+    """The latest version of ``secret`` as text."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import secretmanager_v1
+
+    endpoint = os.environ.get("AGENTPACK_SECRET_MANAGER_ENDPOINT", "").strip()
+    if endpoint:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud.secretmanager_v1.services.secret_manager_service.transports.rest import (
+            SecretManagerServiceRestTransport,
+        )
+
+        host, scheme = endpoint.removeprefix("http://"), "http"
+        anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        transport = SecretManagerServiceRestTransport(host=host, credentials=anonymous, url_scheme=scheme)
+        client = secretmanager_v1.SecretManagerServiceClient(transport=transport)
+    else:
+        client = secretmanager_v1.SecretManagerServiceClient()
+    name = f"projects/{project}/secrets/{secret}/versions/latest"
+    try:
+        response = client.access_secret_version(name=name, timeout=TIMEOUT_SECONDS)
+        return str(response.payload.data.decode("utf-8"))
+    except (gexc.GoogleAPIError, OSError, UnicodeDecodeError) as exc:
+        log.error("secret manager: could not read %s (%s)", secret, type(exc).__name__)
+        raise SecretManagerUnavailable() from None
