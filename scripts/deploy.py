@@ -1,8 +1,10 @@
 """Print (and with --apply, run) the deployment of every function, the rules and the indexes.
 
 Every function is a gen2, python312, HTTP-triggered Cloud Function built from
-its staged folder. The bridge-key hashes are bound from Secret Manager as an
-environment variable; no secret value ever appears in these commands.
+its staged folder, running as the ``agentpack-identity`` service account, which
+needs ``roles/datastore.user`` and ``roles/secretmanager.secretAccessor`` on the
+secrets ``agentpack-bridge-key-hashes`` and ``agentpack-secrets-keys``. No secret
+value ever appears in these commands.
 """
 
 from __future__ import annotations
@@ -15,25 +17,23 @@ import sys
 from scripts import stage
 from scripts.functions_index import ROOT, all_functions
 
-BRIDGE_SECRET = "agentpack-bridge-key-hashes"  # noqa: S105 - the secret's name, not a value
-
 
 def commands(project: str, region: str, capability_keys: str | None) -> list[list[str]]:
+    keys = stage.checked_capability_keys(capability_keys) if capability_keys else None
     result = []
-    env = [f"GOOGLE_CLOUD_PROJECT={project}"]
+    # The functions read the bridge-key hashes and the secrets keys from Secret Manager themselves
+    # (once per instance, through the client library): no secret value is in any command or env var.
+    env = [f"GOOGLE_CLOUD_PROJECT={project}", "AGENTPACK_SECRET_SOURCE=secret-manager"]
     for function in all_functions():
-        folder = stage.stage(function)
-        command = [
+        folder = stage.stage(function, capability_keys=keys)
+        result.append([
             "gcloud", "functions", "deploy", function.deploy_name,
             "--gen2", "--runtime=python312", f"--region={region}", f"--project={project}",
             f"--source={folder.relative_to(ROOT)}", f"--entry-point={function.name}",
             "--trigger-http", "--allow-unauthenticated",  # the service authenticates every request itself
-            f"--set-secrets=AGENTPACK_BRIDGE_KEY_HASHES={BRIDGE_SECRET}:latest",
+            f"--service-account=agentpack-identity@{project}.iam.gserviceaccount.com",
             "--set-env-vars=" + ",".join(env),
-        ]  # fmt: skip
-        if capability_keys:
-            command.append(f"--update-env-vars=^|^AGENTPACK_CAPABILITY_PUBLIC_KEYS={capability_keys}")
-        result.append(command)
+        ])  # fmt: skip
     result.append(["firebase", "deploy", "--only", "firestore:rules,firestore:indexes", "--project", project])
     return result
 

@@ -1,8 +1,9 @@
 """Build one self-contained source folder per function, ready for ``gcloud functions deploy``.
 
 Each folder holds the function's main.py, the modules of shared/ it imports
-(followed transitively), requirements.txt, and, when configured, the
-capability public keys file. Nothing else from the repo is needed to run it.
+(followed transitively), requirements.txt, and, when given, the capability
+public keys as capability_keys.json (read by shared/config.py when
+AGENTPACK_CAPABILITY_PUBLIC_KEYS is unset). Nothing else from the repo is needed.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def needed_modules(function: Function) -> set[str]:
     return needed
 
 
-def stage(function: Function, build: Path = BUILD) -> Path:
+def stage(function: Function, build: Path = BUILD, capability_keys: str | None = None) -> Path:
     target = build / function.name
     if target.exists():
         shutil.rmtree(target)
@@ -53,15 +54,29 @@ def stage(function: Function, build: Path = BUILD) -> Path:
     for module in sorted(needed_modules(function)):
         shutil.copy2(SHARED / f"{module}.py", target / "shared" / f"{module}.py")
     shutil.copy2(ROOT / "requirements.txt", target / "requirements.txt")
+    if capability_keys is not None:
+        (target / "capability_keys.json").write_text(capability_keys)
     return target
+
+
+def checked_capability_keys(text: str) -> str:
+    """The key set as canonical JSON, or exit: a malformed or non-strict key is never deployed."""
+    from shared import errors, tokens
+
+    try:
+        return tokens.KeySet.from_json(text).to_json()
+    except errors.ApiError:
+        raise SystemExit("error: the capability public keys are malformed or not strict Ed25519 keys") from None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=BUILD, help="where to build (default: build/functions)")
+    parser.add_argument("--capability-public-keys", help="JSON {kid: base64url public key} to bundle")
     args = parser.parse_args()
+    keys = checked_capability_keys(args.capability_public_keys) if args.capability_public_keys else None
     for function in all_functions():
-        print(stage(function, args.out))
+        print(stage(function, args.out, keys))
 
 
 if __name__ == "__main__":

@@ -56,12 +56,24 @@ def test_each_staged_function_stands_alone(tmp_path: Path) -> None:
         assert result.stdout.startswith("401 "), (function.name, result.stdout)
 
 
+def test_staging_bundles_checked_capability_keys(tmp_path: Path) -> None:
+    from tests.conftest import DEV_ENV
+
+    function = next(f for f in all_functions() if f.name == "agents_get")
+    folder = stage.stage(function, tmp_path, stage.checked_capability_keys(DEV_ENV["AGENTPACK_CAPABILITY_PUBLIC_KEYS"]))
+    bundled = json.loads((folder / "capability_keys.json").read_text())
+    assert bundled == json.loads(DEV_ENV["AGENTPACK_CAPABILITY_PUBLIC_KEYS"])
+    small_order = '{"bad": "' + "A" * 43 + '"}'
+    with pytest.raises(SystemExit):
+        stage.checked_capability_keys(small_order)
+
+
 def test_staging_copies_only_what_a_function_imports(tmp_path: Path) -> None:
     function = next(f for f in all_functions() if f.name == "settings_list")
     folder = stage.stage(function, tmp_path)
     copied = {p.stem for p in (folder / "shared").glob("*.py")}
-    assert "devices" not in copied and "agents" not in copied
-    assert {"credentials", "http", "settings", "store"} <= copied
+    assert not {"devices", "secrets", "capabilities"} & copied
+    assert {"credentials", "http", "settings", "store", "secret_manager", "tokens", "crypto"} <= copied
 
 
 def test_deploy_prints_one_gen2_command_per_function() -> None:
@@ -74,8 +86,9 @@ def test_deploy_prints_one_gen2_command_per_function() -> None:
     for line in lines:
         for flag in ("--gen2", "--runtime=python312", "--trigger-http", "--region=europe-west1"):
             assert flag in line
-        assert any(a.startswith("--set-secrets=AGENTPACK_BRIDGE_KEY_HASHES=") for a in line)
-        assert not any("apkb_" in a for a in line)
+        env = next(a for a in line if a.startswith("--set-env-vars="))
+        assert "AGENTPACK_SECRET_SOURCE=secret-manager" in env and "GOOGLE_CLOUD_PROJECT=demo-x" in env
+        assert not any("apkb_" in a or "AGENTPACK_BRIDGE_KEY=" in a or "SECRETS_KEYS=" in a for a in line)
     assert "firestore:rules,firestore:indexes" in result.stdout
 
 
