@@ -106,7 +106,8 @@ def resolve(headers: Headers, route: str, prefetch: Prefetch | None = None) -> P
     ``Principal.prefetched``, so a route like ``secrets/get`` costs one read in all.
     """
     settings = config.get()  # a broken configuration refuses every request, never serves weaker
-    sent = [name for name in PRIMARY_HEADERS for _ in headers.get(name, [])]
+    # A repeated header reaches us joined by commas (keys and tokens never hold one): count the parts.
+    sent = [name for name in PRIMARY_HEADERS for value in headers.get(name, []) for _ in value.split(",")]
     if len(sent) > 1:
         raise errors.AmbiguousCredentials()
     if not sent:
@@ -127,8 +128,8 @@ def _delegation_id(headers: Headers) -> str | None:
     values = headers.get(DELEGATION_HEADER, [])
     if not values:
         return None
-    if len(values) > 1:
-        return ""  # never a valid ID: refused once the primary credential is checked
+    if len(values) > 1 or "," in values[0]:
+        return ""  # sent twice: never a valid ID, refused once the primary credential is checked
     return str(values[0]).strip()
 
 

@@ -67,9 +67,17 @@ def issue(body: IssueKey, agent_id: str, principal: Principal, request_id: str) 
     key_id = ids.new_device_key_id(agent_id)
     device_key = keys.new_device_key(key_id)
 
+    # A key already replaced by rotation still authenticates through its grace window, but may not
+    # issue or rotate: whoever holds a superseded (perhaps stolen) key cannot mint its way past the rotation.
+    caller_key = path(agent_id, principal.key_id) if principal.via == "device_key" and principal.key_id else None
+
     def change(txn: store.Transaction) -> dict[str, Any]:
         paths = [agents.path(agent_id), settings.PATH] + ([path(agent_id, replaces)] if replaces else [])
-        agent, settings_doc, *old = txn.get_many(paths)
+        agent, settings_doc, *old = txn.get_many(paths + ([caller_key] if caller_key else []))
+        if caller_key is not None:
+            caller = old.pop()
+            if caller is None or caller.get("replaced_by") is not None or not key_is_live(caller):
+                raise errors.Forbidden("A key replaced by rotation may not issue keys.")
         if agent is None:
             raise errors.NotFound()
         values = settings.effective(settings_doc)
@@ -81,8 +89,8 @@ def issue(body: IssueKey, agent_id: str, principal: Principal, request_id: str) 
         if replaces is not None:
             if old_record is None:
                 raise errors.NotFound()
-            if not key_is_live(old_record):
-                raise errors.Conflict("The key to replace is already revoked or expired.")
+            if not key_is_live(old_record) or old_record.get("replaced_by") is not None:
+                raise errors.Conflict("The key to replace is already revoked, expired or replaced.")
             grace_end = clock.after(values["rotation_grace_seconds"])
             if old_record["expires_at"] is None or grace_end < old_record["expires_at"]:
                 old_record["expires_at"] = grace_end

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
+import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -122,18 +125,32 @@ class Transaction:
 
 
 def transact(work: Callable[[Transaction], T]) -> T:
-    """Run ``work`` in a Firestore transaction, retried on contention; raise ``Unavailable`` on faults."""
+    """Run ``work`` in a Firestore transaction; raise ``Unavailable`` on faults.
+
+    Lost contention is retried with jittered exponential backoff (the library retries at once,
+    which under contention mostly collides again), within the datastore deadline.
+    """
+    from google.api_core import exceptions as gexc
     from google.cloud import firestore
 
     db = client()
+    deadline = time.monotonic() + config.get().datastore_deadline_seconds
 
     @firestore.transactional
     def run(txn: Any) -> T:
         return work(Transaction(txn, db))
 
     with faults_as_unavailable():
-        result: T = run(db.transaction())
-    return result
+        for attempt in itertools.count():
+            try:
+                result: T = run(db.transaction(max_attempts=1))
+                return result
+            except ValueError as exc:
+                pause = random.uniform(0, min(0.5, 0.02 * 2**attempt))
+                if not isinstance(exc.__cause__, gexc.Aborted) or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def query(
