@@ -63,36 +63,60 @@ def reply(status: int, body: Mapping[str, Any]) -> Reply:
     return Reply(status, body)
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Refused:
+    """Stands where the parser met a value it refuses, so the error can name the field it sits in."""
+
+    reason: str
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
-        if key in result:
-            raise errors.InvalidRequest("body: duplicate key")
-        result[key] = value
+        result[key] = _Refused("duplicate key") if key in result else value
     return result
 
 
-def _reject_constant(_: str) -> Any:
-    raise errors.InvalidRequest("body: NaN and Infinity are not JSON numbers")
+def _constant(_: str) -> _Refused:
+    return _Refused("NaN and Infinity are not JSON numbers")
 
 
-def _bounded_int(text: str) -> int:
+def _bounded_int(text: str) -> int | _Refused:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise errors.InvalidRequest("body: integer too large")
+        return _Refused("integer too large")
     return int(text)
 
 
+def _first_refusal(data: Any) -> str | None:
+    """``"<field>: <reason>"`` for the first refused value, or None. Iterative: bodies may nest deeply."""
+    stack: list[tuple[str, Any]] = [("body", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, _Refused):
+            return f"{where}: {value.reason}"
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate such as "\ud800": not text
+                return f"{where}: not valid Unicode text"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = key if schema.is_sane_field(key) else "a field"
+                stack.append((name if where == "body" else f"{where}.{name}", item))
+                stack.append((where, key))
+        elif isinstance(value, list):
+            stack.extend((where, item) for item in value)
+    return None
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """Strict JSON: UTF-8, an object at the top, no duplicate keys, NaN, Infinity or huge integers."""
+    """Strict JSON: UTF-8, an object at the top, no duplicate keys, NaN, Infinity, huge integers
+    or lone surrogates; a refusal names the field it was found in."""
     if not raw.strip():
         return {}
     try:
-        text = raw.decode("utf-8")
         data = json.loads(
-            text,
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-            parse_int=_bounded_int,
+            raw.decode("utf-8"), object_pairs_hook=_object, parse_constant=_constant, parse_int=_bounded_int
         )
     except (UnicodeDecodeError, ValueError):
         raise errors.InvalidRequest("body: not valid JSON") from None
@@ -100,6 +124,9 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise errors.InvalidRequest("body: nested too deeply") from None
     if not isinstance(data, dict):
         raise errors.InvalidRequest("body: must be a JSON object")
+    refusal = _first_refusal(data)
+    if refusal is not None:
+        raise errors.InvalidRequest(refusal)
     return data
 
 

@@ -52,6 +52,11 @@ PageToken = Annotated[str, Field(min_length=1, max_length=256)]
 SafeInt = Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
 
 
+def is_sane_field(name: str) -> bool:
+    """Whether a field name may be repeated in an error (it cannot carry an attacker's payload)."""
+    return _SANE_FIELD.fullmatch(name) is not None
+
+
 def _describe(error: Any) -> str:
     loc = [str(part) for part in error.get("loc", ())]
     if error.get("type") == "extra_forbidden":

@@ -84,11 +84,22 @@ def faults_as_unavailable() -> Iterator[None]:
         log.warning("datastore unavailable: %s", type(exc).__name__)
         raise errors.Unavailable() from None
     except ValueError as exc:
-        # Transactions that keep losing contention end as ValueError from Aborted.
-        if isinstance(exc.__cause__, gexc.Aborted):
-            log.warning("datastore transaction aborted too often")
-            raise errors.Unavailable() from None
-        raise
+        # The transaction helper reports faults as a ValueError: "too many attempts" caused by
+        # Aborted, or a failed rollback raised while handling a datastore that cannot be reached.
+        cause = _transient_cause(exc, transient)
+        if cause is None:
+            raise
+        log.warning("datastore unavailable: %s", type(cause).__name__)
+        raise errors.Unavailable() from None
+
+
+def _transient_cause(exc: BaseException, transient: tuple[type[BaseException], ...]) -> BaseException | None:
+    seen: BaseException | None = exc
+    for _ in range(10):  # bounded walk of the cause/context chain
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if seen is None or isinstance(seen, transient):
+            return seen
+    return None
 
 
 def _snapshots_by_path(snapshots: Any) -> dict[str, Doc | None]:

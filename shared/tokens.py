@@ -57,10 +57,11 @@ JTI = re.compile(r"[A-Za-z0-9._-]{1,128}")
 ROUTE = re.compile(r"[a-z_]+(?:/[a-z_]+)*")
 SCOPE = re.compile(r"[a-z_]+(?:/[a-z_]+)*(?: [a-z_]+(?:/[a-z_]+)*)*")
 
-# Header and claims segments, then the signature: 64 bytes are 86 base64url
-# characters whose last one carries 2 bits of data and 4 zero bits (canonical).
-_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{85}[AQgw]")
 _PUBLIC_KEY = re.compile(r"[A-Za-z0-9_-]*")
+# 64 bytes are 86 base64url characters; the last one carries 2 bits of data and 4 bits that
+# must be zero, so only A, Q, g and w may end a canonical signature.
+_SIGNATURE_LENGTH = 86
+_SIGNATURE_LAST = frozenset("AQgw")
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -74,34 +75,35 @@ def _constant(name: str) -> Any:
     raise ValueError("NaN and Infinity are not JSON")
 
 
-# One prebuilt decoder: json.loads(..., hook) would build a new one per call.
+# Prebuilt decoders: json.loads(..., hook) would build a new one per call.
 _JSON = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant)
-_SCAN = _JSON.scan_once
+# The hot path's scanner leaves every object as its list of pairs (no Python call per object);
+# _json_object refuses duplicates at the top level. A nested object or array is never a valid
+# header member or claim value (those are strings and integers), so it is refused whatever it holds.
+_SCAN_PAIRS = json.JSONDecoder(object_pairs_hook=list, parse_constant=_constant).scan_once
 
 
 def _b64decode(segment: str) -> bytes:
-    """Unpadded base64url whose alphabet ``[A-Za-z0-9_-]`` the caller has already checked.
+    """Strict unpadded base64url. The caller has refused ``+``, ``/`` and ``=`` in the token.
 
-    The standard decoder ignores excess padding, so two ``=`` always do; a length
-    of 4n + 1 is refused (``binascii.Error``, a ``ValueError``).
+    After mapping ``-_`` to ``+/`` and restoring the padding, strict mode refuses any
+    character outside the alphabet (whitespace included) and a length of 4n + 1
+    (``binascii.Error``, a ``ValueError``).
     """
-    return binascii.a2b_base64(segment.replace("-", "+").replace("_", "/") + "==")
+    return binascii.a2b_base64(
+        segment.replace("-", "+").replace("_", "/") + "=" * (-len(segment) % 4), strict_mode=True
+    )
 
 
-def _json_object(data: bytes) -> Any:
-    """A strict JSON object (duplicate members refused), or a ValueError or None.
-
-    A text that starts with ``{`` and ends with ``}`` goes straight to the C scanner,
-    skipping the decoder's whitespace handling; anything else takes the full decoder.
-    """
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    """The JSON object of ``data`` with no duplicate member, or None (or a ValueError)."""
     text = data.decode("utf-8")
-    if text[:1] == "{" and text[-1:] == "}":
-        try:
-            found, end = _SCAN(text, 0)
-        except StopIteration:
-            return None
-        return found if end == len(text) else None
-    found = _JSON.decode(text)
+    if text[:1] == "{":
+        pairs, end = _SCAN_PAIRS(text, 0)
+        if end == len(text):
+            found = dict(pairs)
+            return found if len(found) == len(pairs) else None
+    found = _JSON.decode(text)  # rare: surrounding whitespace, or not an object at all
     return found if type(found) is dict else None
 
 
@@ -218,15 +220,28 @@ def verify(token: str, keys: KeySet, *, now: datetime, max_ttl_seconds: int = DE
 
 
 def _verify(token: str, keys: KeySet, now: datetime, max_ttl_seconds: int) -> Capability | None:
-    if type(token) is not str or len(token) > MAX_TOKEN_LENGTH or _COMPACT.fullmatch(token) is None:
+    # Cheap checks first: a token of hundreds of KB costs one len(). Then the alphabet: ASCII,
+    # and none of the characters of standard base64 or padding; strict decoding refuses the rest.
+    if (
+        type(token) is not str
+        or len(token) > MAX_TOKEN_LENGTH
+        or not token.isascii()
+        or "=" in token
+        or "+" in token
+        or "/" in token
+    ):
         return None
-    header_end = token.index(".")
-    signed_end = token.rindex(".")
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    header, payload, signature = parts
+    if len(signature) != _SIGNATURE_LENGTH or signature[-1] not in _SIGNATURE_LAST:
+        return None
     try:
-        verifier = keys._by_header.get(token[:header_end]) or _header_verifier(token[:header_end], keys)
-        if verifier is None or not verifier(token[:signed_end].encode("ascii"), _b64decode(token[signed_end + 1 :])):
+        verifier = keys._by_header.get(header) or _header_verifier(header, keys)
+        if verifier is None or not verifier(f"{header}.{payload}".encode("ascii"), _b64decode(signature)):
             return None
-        claims = _json_object(_b64decode(token[header_end + 1 : signed_end]))
+        claims = _json_object(_b64decode(payload))  # only signed claims reach the parser
     except (ValueError, RecursionError):
         return None
     if claims is None:

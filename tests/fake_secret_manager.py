@@ -35,7 +35,7 @@ class FakeSecretManager:
                     )
                 if match is None:
                     return self._answer(404, {"error": {"code": 404, "message": "no route", "status": "NOT_FOUND"}})
-                project, secret, version = match.groups()
+                project, secret, _version = match.groups()
                 fake.reads.append(secret)
                 value = fake.secrets.get((project, secret))
                 if value is None:

@@ -32,7 +32,7 @@ def test_record_once_then_conflict(api: Api) -> None:
     again = api.bridge("capability/record", claims(agent_id, scope="secrets/put"))
     assert again.status_code == 409 and again.get_json()["error"] == "conflict"
     stored = store.client().document("capability_tokens/tok-1").get().to_dict()
-    assert stored["scope"] == "secrets/get"
+    assert stored is not None and stored["scope"] == "secrets/get"
     events = api.bridge("audit/list", {"action": "capability.record"}).get_json()["events"]
     assert len(events) == 1
     assert events[0]["target"] == {

@@ -32,6 +32,12 @@ def put(api: Api, key: str, name: str, value: str) -> Any:
     return api.device(key, "secrets/put", {"name": name, "value": value})
 
 
+def stored(path: str) -> dict[str, Any]:
+    record = store.client().document(path).get().to_dict()
+    assert record is not None
+    return record
+
+
 def every_document() -> list[dict[str, Any]]:
     db = store.client()
     found = []
@@ -136,11 +142,12 @@ def test_a_transplanted_ciphertext_fails_closed_and_is_audited(api: Api, agent: 
     put(api, other_key, "theirs", "decoy")
     put(api, key, "elsewhere", "decoy")
     db = store.client()
-    sealed = db.document(vault.path(agent_id, "mine")).get().to_dict()
+    sealed = stored(vault.path(agent_id, "mine"))
     for target_agent, target_key, name in ((other, other_key, "theirs"), (agent_id, key, "elsewhere")):
-        target = db.document(vault.path(target_agent, name))
-        record = target.get().to_dict()
-        target.set({**record, "nonce": sealed["nonce"], "ciphertext": sealed["ciphertext"]})
+        record = stored(vault.path(target_agent, name))
+        db.document(vault.path(target_agent, name)).set(
+            {**record, "nonce": sealed["nonce"], "ciphertext": sealed["ciphertext"]}
+        )
         answer = api.device(target_key, "secrets/get", {"name": name})
         assert answer.status_code == 503
         assert answer.get_json()["error"] == "unavailable"
@@ -156,7 +163,7 @@ def test_a_copied_whole_record_fails_too(api: Api, agent: tuple[str, str]) -> No
     other_key = api.new_key(other)["device_key"]
     put(api, key, "mine", "the-plaintext")
     db = store.client()
-    db.document(vault.path(other, "mine")).set(db.document(vault.path(agent_id, "mine")).get().to_dict())
+    db.document(vault.path(other, "mine")).set(stored(vault.path(agent_id, "mine")))
     answer = api.device(other_key, "secrets/get", {"name": "mine"})
     assert answer.status_code == 503 and "the-plaintext" not in answer.get_data(as_text=True)
 
@@ -175,7 +182,12 @@ def test_secrets_get_is_one_round_trip(api: Api, agent: tuple[str, str], monkeyp
     put(api, agent[1], "x", "v")
     batches: list[int] = []
     real = store.get_many
-    monkeypatch.setattr(store, "get_many", lambda paths: batches.append(len(paths)) or real(paths))
+
+    def counting(paths: list[str]) -> Any:
+        batches.append(len(paths))
+        return real(paths)
+
+    monkeypatch.setattr(store, "get_many", counting)
     assert api.device(agent[1], "secrets/get", {"name": "x"}).status_code == 200
     assert batches == [3]  # agent, key and secret in one read
 
@@ -186,7 +198,7 @@ def use_keys(monkeypatch: pytest.MonkeyPatch, **versions: str) -> None:
 
 
 def key_version_of(agent_id: str, name: str) -> int:
-    return int(store.client().document(vault.path(agent_id, name)).get().to_dict()["key_version"])
+    return int(stored(vault.path(agent_id, name))["key_version"])
 
 
 def test_key_rotation_reseal_and_retirement(
