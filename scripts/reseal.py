@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from secrets import token_urlsafe
 
 from shared import config, errors, secrets, store
 
@@ -26,13 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", help="resume after this record path (printed by an earlier run)")
     args = parser.parse_args(argv)
     newest = config.secrets_keyring().newest_version
+    request_id = "reseal_" + token_urlsafe(12)  # names this run on every audit event it writes
+    print(f"re-sealing under key version {newest} (audit request_id {request_id})", flush=True)
     after, seen, changed, failed = args.after, 0, 0, 0
     while True:
         page = store.scan_group(store.SECRETS, after_path=after, limit=PAGE)
         for record_path, _ in page:
             seen += 1
             try:
-                changed += secrets.reseal(record_path)
+                changed += secrets.reseal(record_path, request_id)
             except errors.ApiError as error:
                 failed += 1
                 print(f"could not re-seal {record_path}: {error.code}", file=sys.stderr)

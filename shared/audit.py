@@ -25,6 +25,7 @@ ACTIONS = (
     "secret.put",
     "secret.delete",
     "secret.integrity_failure",
+    "secret.reseal",
     "setting.set",
     "capability.record",
 )

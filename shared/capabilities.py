@@ -42,7 +42,7 @@ def record(body: Record, principal: Principal, request_id: str) -> dict[str, Any
         raise errors.InvalidRequest("exp: must be after iat")
     if not ids.is_agent_id(body.sub):
         raise errors.NotFound()
-    path = f"{store.CAPABILITY_TOKENS}/{body.jti}"
+    path = f"{store.CAPABILITY_TOKENS}/j_{body.jti}"  # the prefix keeps "." or "__x__" legal document IDs
 
     def change(txn: store.Transaction) -> dict[str, Any]:
         existing, agent, settings_doc = txn.get_many([path, agents.path(body.sub), settings.PATH])

@@ -57,6 +57,7 @@ class Principal:
     key_id: str | None = None
     agent: dict[str, Any] | None = None
     delegation_id: str | None = None
+    superseded: bool = False  # a device key replaced by rotation, in its grace window
     prefetched: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @property
@@ -74,6 +75,23 @@ class Principal:
     def require_agent(self) -> None:
         if self.is_bridge:
             raise errors.Forbidden("Only an agent credential may do this.")
+
+    def require_full_credential(self) -> None:
+        """For routes that mint or revoke credentials: the bridge key, or an agent's current device key.
+
+        A short-lived capability token must not mint a longer-lived credential, and a key replaced by
+        rotation (perhaps the stolen one) keeps working through its grace window but may not mint
+        keys or delegations nor revoke the key that replaced it.
+        """
+        if self.is_bridge:
+            return
+        if self.via != "device_key" or self.superseded or self.is_delegated:
+            raise errors.Forbidden("This needs the bridge key or the agent's current device key.")
+
+    def confirm_enabled(self, agent: dict[str, Any] | None) -> None:
+        """Inside a write's transaction: the agent an agent credential acts as still exists and is enabled."""
+        if not self.is_bridge and (agent is None or agent.get("disabled", True)):
+            raise errors.Unauthenticated()
 
     def subject(self, requested_agent_id: str | None) -> str:
         """The agent a request acts on: an agent caller always acts on itself, whatever the body says."""
@@ -106,8 +124,7 @@ def resolve(headers: Headers, route: str, prefetch: Prefetch | None = None) -> P
     ``Principal.prefetched``, so a route like ``secrets/get`` costs one read in all.
     """
     settings = config.get()  # a broken configuration refuses every request, never serves weaker
-    # A repeated header reaches us joined by commas (keys and tokens never hold one): count the parts.
-    sent = [name for name in PRIMARY_HEADERS for value in headers.get(name, []) for _ in value.split(",")]
+    sent = [name for name in PRIMARY_HEADERS for value in headers.get(name, []) for _ in range(_credentials_in(value))]
     if len(sent) > 1:
         raise errors.AmbiguousCredentials()
     if not sent:
@@ -122,6 +139,11 @@ def resolve(headers: Headers, route: str, prefetch: Prefetch | None = None) -> P
     if sent[0] == DEVICE_HEADER:
         return _resolve_device_key(value, delegation, route, prefetch)
     return _resolve_capability(value, delegation, route, prefetch)
+
+
+def _credentials_in(value: str) -> int:
+    """A header sent twice reaches us joined by a comma (keys and tokens never hold one): count the parts."""
+    return max(1, sum(1 for part in value.split(",") if part.strip()))
 
 
 def _delegation_id(headers: Headers) -> str | None:
@@ -181,6 +203,7 @@ def _resolve_device_key(key: str, delegation_id: str | None, route: str, prefetc
         tenant_id=agent["tenant_id"],
         key_id=name.key_id,
         agent=agent,
+        superseded=record.get("replaced_by") is not None,
     )
     return _finish(principal, agent, delegation_id, docs[2:], reads, route)
 
@@ -205,7 +228,7 @@ def _resolve_capability(
     reads = _Reads.plan(capability.agent_id, delegation_id, prefetch)
     docs = store.get_many([reads.agent, *reads.delegation, *reads.extra])
     agent = docs[0]
-    if delegation_id is None and (agent is None or agent.get("disabled", True)):
+    if agent is None or agent.get("disabled", True):
         raise errors.Unauthenticated()  # read anyway for this route, so a disabled agent is refused at once
     if agent is not None:
         principal = dataclasses.replace(principal, tenant_id=agent["tenant_id"], agent=agent)
@@ -257,6 +280,7 @@ def _act_for_grantor(
         key_id=grantee.key_id,
         agent=grantor,
         delegation_id=delegation_id,
+        superseded=grantee.superseded,
     )
 
 

@@ -6,8 +6,10 @@ its agent), so resolving a key reads its record and its agent in one round
 trip, and no lookup ever needs a query or uses a hash as a document name.
 
 Rotation (``replaces_key_id``) issues a new key and shortens the old key's
-life to ``rotation_grace_seconds`` from now; the old key stops counting
-toward ``device_key_max_active`` at once.
+life to ``rotation_grace_seconds`` from now; the old key itself does not count
+toward ``device_key_max_active`` (so rotation works at the limit), but the
+keys in their grace window do: rotations cannot be chained past the limit.
+A replaced key may not issue, rotate or revoke (``require_full_credential``).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def issue(body: IssueKey, agent_id: str, principal: Principal, request_id: str) 
                 raise errors.Forbidden("A key replaced by rotation may not issue keys.")
         if agent is None:
             raise errors.NotFound()
+        principal.confirm_enabled(agent)
         values = settings.effective(settings_doc)
         now = clock.now()
         active: dict[str, datetime | None] = {
@@ -96,8 +99,11 @@ def issue(body: IssueKey, agent_id: str, principal: Principal, request_id: str) 
                 old_record["expires_at"] = grace_end
             old_record["replaced_by"] = key_id
             txn.set(path(agent_id, replaces), old_record)
-            active.pop(replaces, None)  # on its way out: it no longer counts toward the limit
-        if _active_count(active, now) >= values["device_key_max_active"]:
+            active[replaces] = old_record["expires_at"]
+        # Keys in their grace window count; the one being replaced does not, so a rotation may exceed
+        # the limit by that one key until its grace ends, and rotations cannot be chained past it.
+        counted = {k: v for k, v in active.items() if k != replaces}
+        if _active_count(counted, now) >= values["device_key_max_active"]:
             raise errors.Conflict("The agent already has the most active device keys allowed.")
         expires_at = clock.after(body.ttl_seconds) if body.ttl_seconds is not None else None
         record = {
@@ -148,6 +154,7 @@ def revoke(body: RevokeKey, principal: Principal, request_id: str) -> dict[str, 
         agent, record, settings_doc = txn.get_many([agents.path(agent_id), path(agent_id, body.key_id), settings.PATH])
         if agent is None or record is None:
             raise errors.NotFound()
+        principal.confirm_enabled(agent)
         if record["revoked_at"] is not None:
             return record  # already revoked: answer as before, change nothing
         record["revoked_at"] = clock.now()

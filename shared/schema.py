@@ -15,7 +15,8 @@ from shared import errors
 
 M = TypeVar("M", bound="Body")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_SANE_FIELD = re.compile(r"[A-Za-z0-9_]{1,64}")
+# Only short names are repeated in errors: anything longer (a pasted key, say) is never echoed.
+_SANE_FIELD = re.compile(r"(?!apk)[A-Za-z0-9_]{1,32}")
 _TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_INT = 2**53  # larger integers are refused before any bound is checked
 

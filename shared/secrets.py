@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from shared import agents, audit, clock, config, crypto, errors, schema, settings, store
-from shared.credentials import Prefetch, Principal
+from shared.credentials import BRIDGE, Prefetch, Principal
 
 log = logging.getLogger("agentpack")
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -165,8 +165,7 @@ def put(body: Put, principal: Principal, request_id: str) -> dict[str, Any]:
 
     def change(txn: store.Transaction) -> dict[str, Any]:
         agent, existing, settings_doc = txn.get_many([agents.path(agent_id), path(agent_id, body.name), settings.PATH])
-        if agent is None:
-            raise errors.Unauthenticated()
+        principal.confirm_enabled(agent)
         values = settings.effective(settings_doc)
         if size > values["secret_max_bytes"]:
             raise errors.InvalidRequest(f"value: at most {values['secret_max_bytes']} UTF-8 bytes")
@@ -196,7 +195,8 @@ def delete(body: Delete, principal: Principal, request_id: str) -> dict[str, Any
     agent_id, _ = _subject(principal)
 
     def change(txn: store.Transaction) -> None:
-        existing, settings_doc = txn.get_many([path(agent_id, body.name), settings.PATH])
+        agent, existing, settings_doc = txn.get_many([agents.path(agent_id), path(agent_id, body.name), settings.PATH])
+        principal.confirm_enabled(agent)
         if existing is None:
             raise errors.NotFound()
         txn.delete(path(agent_id, body.name))
@@ -219,10 +219,11 @@ def list_names(principal: Principal) -> dict[str, Any]:
     return {"secrets": sorted((_public(r) for r in records), key=lambda s: s["name"])}
 
 
-def reseal(record_path: str) -> bool:
+def reseal(record_path: str, request_id: str) -> bool:
     """Re-seal one record under the newest key, keeping its version. False if it already was.
 
-    Safe to run twice and to interrupt: each record changes alone, in its own transaction.
+    Safe to run twice and to interrupt: each record changes alone, in its own transaction, with
+    its ``secret.reseal`` audit event (the operator's, so the actor is the bridge).
     """
     keyring = config.secrets_keyring()
 
@@ -230,14 +231,30 @@ def reseal(record_path: str) -> bool:
         (record,) = txn.get_many([record_path])
         if record is None or record["key_version"] == keyring.newest_version:
             return False
-        (agent,) = txn.get_many([agents.path(record["agent_id"])])
+        agent, settings_doc = txn.get_many([agents.path(record["agent_id"]), settings.PATH])
         if agent is None:
             raise errors.NotFound()
         value = unseal(agent["tenant_id"], record)
         if value is None:
             raise IntegrityError()
+        previous = record["key_version"]
         record.update(seal(agent["tenant_id"], record["agent_id"], record["name"], record["version"], value))
         txn.set(record_path, record)
+        audit.record(
+            txn,
+            action="secret.reseal",
+            principal=BRIDGE,
+            target={
+                "kind": "secret",
+                "agent_id": record["agent_id"],
+                "name": record["name"],
+                "version": record["version"],
+                "key_version": record["key_version"],
+                "previous_key_version": previous,
+            },
+            request_id=request_id,
+            retention_days=settings.effective(settings_doc)["audit_retention_days"],
+        )
         return True
 
     return store.transact(change)

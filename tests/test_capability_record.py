@@ -31,7 +31,7 @@ def test_record_once_then_conflict(api: Api) -> None:
     assert set(first.get_json()) == {"jti", "recorded_at"} and first.get_json()["jti"] == "tok-1"
     again = api.bridge("capability/record", claims(agent_id, scope="secrets/put"))
     assert again.status_code == 409 and again.get_json()["error"] == "conflict"
-    stored = store.client().document("capability_tokens/tok-1").get().to_dict()
+    stored = store.client().document("capability_tokens/j_tok-1").get().to_dict()
     assert stored is not None and stored["scope"] == "secrets/get"
     events = api.bridge("audit/list", {"action": "capability.record"}).get_json()["events"]
     assert len(events) == 1
@@ -50,7 +50,7 @@ def test_only_the_bridge_may_record(api: Api) -> None:
     assert api.device(key, "capability/record", claims(agent_id)).status_code == 403
     token = token_for(agent_id, ["capability/record"])
     assert api.call("capability/record", claims(agent_id), {"authorization": f"Bearer {token}"}).status_code == 403
-    assert store.client().document("capability_tokens/tok-1").get().exists is False
+    assert store.client().document("capability_tokens/j_tok-1").get().exists is False
 
 
 @pytest.mark.parametrize(
@@ -82,3 +82,9 @@ def test_exp_before_iat_and_unknown_agents(api: Api) -> None:
     not_ours = api.bridge("capability/record", claims("someone-else"))
     assert unknown.status_code == not_ours.status_code == 404
     assert unknown.data == not_ours.data
+
+
+@pytest.mark.parametrize("jti", [".", "..", "__reserved__", "a" * 128])
+def test_odd_but_legal_jtis_are_recorded(api: Api, jti: str) -> None:
+    answer = api.bridge("capability/record", claims(api.new_agent(), jti=jti))
+    assert answer.status_code == 201 and answer.get_json()["jti"] == jti

@@ -260,7 +260,29 @@ def test_a_capability_token_can_carry_a_delegation(world: World) -> None:
     # The token's own scope still binds: it does not name secrets/get.
     assert world.api.call("secrets/get", {"name": "t"}, headers).status_code == 403
     world.api.bridge("agents/update", {"agent_id": world.grantee, "disabled": True})
-    assert world.api.call("secrets/put", {"name": "t", "value": "v"}, headers).get_json() == REFUSED
+    assert world.api.call("secrets/put", {"name": "t", "value": "v"}, headers).status_code == 401  # its own credential
+
+
+def test_a_superseded_key_or_a_token_may_not_mint_or_revoke(world: World, api: Api) -> None:
+    """A thief holding a key the owner rotated away keeps only ordinary access during the grace window."""
+    owner = world.grantor
+    old_key = world.keys[owner]
+    old_id = api.bridge("device/list", {"agent_id": owner}).get_json()["keys"][0]["key_id"]
+    rotated = api.device(old_key, "device/issue", {"replaces_key_id": old_id}).get_json()
+    assert api.device(old_key, "agents/get", {}).status_code == 200  # still in its grace window
+    grant = {"to_agent": world.grantee, "scope": ["secrets/get"], "ttl_seconds": 600}
+    attempts = [
+        api.device(old_key, "delegate", grant),
+        api.device(old_key, "device/revoke", {"key_id": rotated["key_id"]}),
+        api.device(old_key, "device/issue", {}),
+        api.call("delegate", grant, {"authorization": "Bearer " + token_for(owner, ["delegate"])}),
+        api.call("device/issue", {}, {"authorization": "Bearer " + token_for(owner, ["device/issue"])}),
+    ]
+    for answer in attempts:
+        assert answer.status_code == 403, answer.get_json()
+    assert api.device(rotated["device_key"], "agents/get", {}).status_code == 200
+    assert api.device(rotated["device_key"], "delegate/list", {}).get_json()["granted"] == []
+    assert len(api.bridge("device/list", {"agent_id": owner}).get_json()["keys"]) == 2
 
 
 def test_a_capability_token_alone_is_bounded_by_its_scope(world: World) -> None:

@@ -561,7 +561,7 @@ def test_no_answer_ever_carries_a_hash_or_a_key_after_issue(api, frozen_clock):
     call(api.bridge("agents/list", {}))
     call(api.bridge("device/revoke", {"key_id": second["key_id"]}))
     call(api.device(second["device_key"], "agents/get", {}))  # 401 now
-    call(api.device(first["device_key"], "device/revoke", {"key_id": ids.new_device_key_id(other)}))
+    call(api.device(rotated.get_json()["device_key"], "device/revoke", {"key_id": ids.new_device_key_id(other)}))
     call(api.bridge("device/issue", {"agent_id": agent_id, "replaces_key_id": second["key_id"]}))  # 409
     call(api.bridge("device/issue", {"agent_id": agent_id, "ttl_seconds": 1}))  # 400
     call(api.bridge("agents/update", {"agent_id": agent_id, "disabled": True}))
@@ -651,3 +651,16 @@ def test_a_replaced_key_authenticates_in_its_grace_window_but_may_not_issue(api)
     assert twice.status_code == 409
     listed = api.bridge("device/list", {"agent_id": agent_id}).get_json()["keys"]
     assert len(listed) == 2
+
+
+def test_rotations_cannot_be_chained_past_the_key_limit(api) -> None:
+    agent_id = api.new_agent()
+    assert api.bridge("settings/set", {"key": "device_key_max_active", "value": 1}).status_code == 200
+    first = api.new_key(agent_id)
+    second = api.device(first["device_key"], "device/issue", {"replaces_key_id": first["key_id"]})
+    assert second.status_code == 201  # at the limit, one rotation may exceed it by the key in grace
+    new = second.get_json()
+    third = api.device(new["device_key"], "device/issue", {"replaces_key_id": new["key_id"]})
+    assert third.status_code == 409
+    live = [k for k in api.bridge("device/list", {"agent_id": agent_id}).get_json()["keys"] if k["revoked_at"] is None]
+    assert len(live) == 2

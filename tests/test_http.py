@@ -899,3 +899,20 @@ def test_fuzz_never_500(api: Api) -> None:
     # The loop exercised both refusals and successes.
     assert statuses.get(400, 0) > 20
     assert sum(n for s, n in statuses.items() if s < 300) > 10
+
+
+def test_an_unknown_field_named_like_a_key_is_never_echoed() -> None:
+    from tests.conftest import BRIDGE_KEY, Api
+
+    for name in (BRIDGE_KEY, "apkd_short", "x" * 33):
+        answer = Api().bridge("settings/list", {name: 1})
+        assert answer.status_code == 400
+        assert answer.get_json()["error_description"] == "unknown field"
+        assert name not in answer.get_data(as_text=True)
+
+
+def test_a_credential_with_a_stray_comma_is_malformed_not_ambiguous() -> None:
+    from tests.conftest import Api
+
+    answer = Api().call("settings/list", {}, {"x-agentpack-key": "garbage,"})
+    assert answer.status_code == 401

@@ -97,7 +97,7 @@ def seeded(api: Api) -> dict[str, Any]:
             "settings": "/settings/current",
             "audit_events": f"/audit_events/{events[0]['event_id']}",
             "delegations": f"/delegations/{grant.get_json()['delegation_id']}",
-            "capability_tokens": "/capability_tokens/jti-rules-1",
+            "capability_tokens": "/capability_tokens/j_jti-rules-1",
             "secrets": f"/agents/{alice}/secrets/s_db-password",
         },
     }

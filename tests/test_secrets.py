@@ -227,6 +227,10 @@ def test_key_rotation_reseal_and_retirement(
     assert versions == [2] * 5
     events_before = len(api.bridge("audit/list", {"page_size": 200}).get_json()["events"])
 
+    reseals = api.bridge("audit/list", {"action": "secret.reseal"}).get_json()["events"]
+    assert len(reseals) == 5
+    assert {e["target"]["previous_key_version"] for e in reseals} == {1}
+    assert all(e["actor"] == {"kind": "bridge"} and e["request_id"].startswith("reseal_") for e in reseals)
     use_keys(monkeypatch, v2=SECOND_KEY)
     for n in range(5):
         got = api.device(key, "secrets/get", {"name": f"old{n}"}).get_json()

@@ -7,5 +7,6 @@ from shared import credentials, delegations, http
 def delegate(call: http.Call) -> http.Reply:
     principal = credentials.resolve(call.headers, call.route)
     principal.require_agent()
+    principal.require_full_credential()
     body = call.body(delegations.Grant)
     return http.reply(201, delegations.grant(body, principal, call.request_id))

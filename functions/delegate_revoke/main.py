@@ -6,5 +6,6 @@ from shared import credentials, delegations, http
 @http.endpoint("delegate/revoke")
 def delegate_revoke(call: http.Call) -> http.Reply:
     principal = credentials.resolve(call.headers, call.route)
+    principal.require_full_credential()
     body = call.body(delegations.Revoke)
     return http.reply(200, delegations.revoke(body, principal, call.request_id))

@@ -6,5 +6,6 @@ from shared import credentials, devices, http
 @http.endpoint("device/revoke")
 def device_revoke(call: http.Call) -> http.Reply:
     principal = credentials.resolve(call.headers, call.route)
+    principal.require_full_credential()
     body = call.body(devices.RevokeKey)
     return http.reply(200, devices.revoke(body, principal, call.request_id))
