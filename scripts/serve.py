@@ -67,6 +67,17 @@ def datastore() -> Iterator[str]:
         yield host
 
 
+def warm_up() -> None:
+    """One read before announcing the port: a fresh emulator's first answer can take seconds,
+    and a newcomer's first request (often a write) should not pay for it."""
+    from shared import errors, store
+
+    try:
+        store.get_many(["settings/current"])
+    except errors.Unavailable:
+        print("warning: the Firestore emulator is slow to answer; the first requests may answer 503", file=sys.stderr)
+
+
 def main() -> None:
     load_dev_defaults()
     try:
@@ -80,6 +91,7 @@ def main() -> None:
 
     with datastore() as host:
         app = build_app()
+        warm_up()
         print(
             f"agentpack identity: serving every route on http://{bind}:{port} (Firestore emulator {host})", flush=True
         )

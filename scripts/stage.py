@@ -62,11 +62,15 @@ def stage(function: Function, build: Path = BUILD, capability_keys: str | None =
 def checked_capability_keys(text: str) -> str:
     """The key set as canonical JSON, or exit: a malformed or non-strict key is never deployed."""
     from shared import errors, tokens
+    from shared.config import DEV_ONLY_CAPABILITY_PUBLIC_KEY
 
     try:
-        return tokens.KeySet.from_json(text).to_json()
+        keyset = tokens.KeySet.from_json(text)
     except errors.ApiError:
         raise SystemExit("error: the capability public keys are malformed or not strict Ed25519 keys") from None
+    if any(keyset.public_key(kid) == DEV_ONLY_CAPABILITY_PUBLIC_KEY for kid in keyset):
+        raise SystemExit("error: the dev capability key (emulator-config/) must never be deployed")
+    return keyset.to_json()
 
 
 def main() -> None:

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentpack")
 
 DEFAULT_PROJECT = "demo-agentpack"
+# The public dev values of emulator-config/: a deployment reading its keys from Secret Manager
+# refuses to serve if any of them is configured (a test keeps these in step with dev.env).
+DEV_ONLY_BRIDGE_KEY_HASH = "141ec46948856bf138b65d4b7c494aae28912647e0082159c697878e8f4a43df"
+DEV_ONLY_CAPABILITY_PUBLIC_KEY = base64.urlsafe_b64decode("u1Jo0zHQLHA00RjTEWgXzsXsmqHMgiq-uzX2FOaVI4k=")
+DEV_ONLY_SECRETS_KEY = base64.urlsafe_b64decode("JCWBJEnD7WzFMCgqEpjh61vppqcw87ivDIiYiuDmKfs=")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -64,6 +69,8 @@ def _bridge_key_hashes() -> tuple[str, ...]:
     if any(_SHA256_HEX.fullmatch(h) is None for h in hashes):
         raise ConfigError()
     plain = os.environ.get("AGENTPACK_BRIDGE_KEY", "").strip()
+    if _from_secret_manager() and (plain or DEV_ONLY_BRIDGE_KEY_HASH in hashes):
+        raise ConfigError()  # production holds only hashes, and never the dev key's
     if plain:
         if not keys.is_bridge_key(plain):
             raise ConfigError()
@@ -117,10 +124,14 @@ def capability_keys() -> KeySet | None:
     from shared import tokens
 
     try:
-        return tokens.KeySet.from_json(text)
+        keyset = tokens.KeySet.from_json(text)
     except errors.ApiError:
         log.error("configuration refused: the capability public keys are malformed or not strict Ed25519 keys")
         raise ConfigError() from None
+    if _from_secret_manager() and any(keyset.public_key(kid) == DEV_ONLY_CAPABILITY_PUBLIC_KEY for kid in keyset):
+        log.error("configuration refused: the dev capability key is configured in a deployment")
+        raise ConfigError()
+    return keyset
 
 
 @dataclass(frozen=True)
@@ -166,7 +177,11 @@ def secrets_keyring() -> Keyring:
     if _from_secret_manager():
         from shared import secret_manager
 
-        return parse_keyring(secret_manager.access(_project(), secret_manager.SECRETS_KEYS))
+        keyring = parse_keyring(secret_manager.access(_project(), secret_manager.SECRETS_KEYS))
+        if DEV_ONLY_SECRETS_KEY in keyring.versions.values():
+            log.error("configuration refused: the dev secrets key is configured in a deployment")
+            raise ConfigError()
+        return keyring
     return parse_keyring(os.environ.get("AGENTPACK_SECRETS_KEYS", ""))
 
 

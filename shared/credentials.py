@@ -88,10 +88,12 @@ class Principal:
         if self.via != "device_key" or self.superseded or self.is_delegated:
             raise errors.Forbidden("This needs the bridge key or the agent's current device key.")
 
-    def confirm_enabled(self, agent: dict[str, Any] | None) -> None:
-        """Inside a write's transaction: the agent an agent credential acts as still exists and is enabled."""
-        if not self.is_bridge and (agent is None or agent.get("disabled", True)):
+    def confirm_enabled(self, agent: dict[str, Any] | None) -> dict[str, Any]:
+        """Inside a write's transaction: the agent record still exists and, for an agent credential,
+        is still enabled (disabling holds even against a request already past resolution)."""
+        if agent is None or (not self.is_bridge and agent.get("disabled", True)):
             raise errors.Unauthenticated()
+        return agent
 
     def subject(self, requested_agent_id: str | None) -> str:
         """The agent a request acts on: an agent caller always acts on itself, whatever the body says."""

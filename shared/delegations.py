@@ -79,7 +79,7 @@ def grant(body: Grant, principal: Principal, request_id: str) -> dict[str, Any]:
         grantor, grantee, settings_doc = txn.get_many(
             [agents.path(grantor_id), agents.path(body.to_agent), settings.PATH]
         )
-        principal.confirm_enabled(grantor)
+        grantor = principal.confirm_enabled(grantor)
         if grantee is None or grantee["tenant_id"] != grantor["tenant_id"]:
             raise errors.NotFound()  # another tenant's agent does not exist for the caller
         values = settings.effective(settings_doc)

@@ -165,7 +165,7 @@ def put(body: Put, principal: Principal, request_id: str) -> dict[str, Any]:
 
     def change(txn: store.Transaction) -> dict[str, Any]:
         agent, existing, settings_doc = txn.get_many([agents.path(agent_id), path(agent_id, body.name), settings.PATH])
-        principal.confirm_enabled(agent)
+        agent = principal.confirm_enabled(agent)
         values = settings.effective(settings_doc)
         if size > values["secret_max_bytes"]:
             raise errors.InvalidRequest(f"value: at most {values['secret_max_bytes']} UTF-8 bytes")

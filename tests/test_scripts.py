@@ -57,15 +57,31 @@ def test_each_staged_function_stands_alone(tmp_path: Path) -> None:
 
 
 def test_staging_bundles_checked_capability_keys(tmp_path: Path) -> None:
+    from shared import crypto, tokens
     from tests.conftest import DEV_ENV
 
+    _, public = crypto.new_signing_key()
+    wanted = json.dumps({"prod-1": tokens.b64encode(public)})
     function = next(f for f in all_functions() if f.name == "agents_get")
-    folder = stage.stage(function, tmp_path, stage.checked_capability_keys(DEV_ENV["AGENTPACK_CAPABILITY_PUBLIC_KEYS"]))
-    bundled = json.loads((folder / "capability_keys.json").read_text())
-    assert bundled == json.loads(DEV_ENV["AGENTPACK_CAPABILITY_PUBLIC_KEYS"])
+    folder = stage.stage(function, tmp_path, stage.checked_capability_keys(wanted))
+    assert json.loads((folder / "capability_keys.json").read_text()) == json.loads(wanted)
     small_order = '{"bad": "' + "A" * 43 + '"}'
-    with pytest.raises(SystemExit):
-        stage.checked_capability_keys(small_order)
+    for refused in (small_order, DEV_ENV["AGENTPACK_CAPABILITY_PUBLIC_KEYS"]):
+        with pytest.raises(SystemExit):
+            stage.checked_capability_keys(refused)
+
+
+def test_the_dev_values_known_to_config_are_those_of_emulator_config() -> None:
+    import base64
+
+    from shared import config
+    from tests.conftest import DEV_ENV
+
+    assert keys.hash_key(DEV_ENV["AGENTPACK_BRIDGE_KEY"]) == config.DEV_ONLY_BRIDGE_KEY_HASH
+    public = json.loads(DEV_ENV["AGENTPACK_CAPABILITY_PUBLIC_KEYS"])["dev-1"]
+    assert base64.urlsafe_b64decode(public + "=") == config.DEV_ONLY_CAPABILITY_PUBLIC_KEY
+    secret = json.loads(DEV_ENV["AGENTPACK_SECRETS_KEYS"])["1"]
+    assert base64.urlsafe_b64decode(secret + "=") == config.DEV_ONLY_SECRETS_KEY
 
 
 def test_staging_copies_only_what_a_function_imports(tmp_path: Path) -> None:

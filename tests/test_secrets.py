@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from scripts import reseal
-from shared import config, store
+from shared import config, keys, store
 from shared import secrets as vault
 from tests.conftest import BRIDGE_KEY, DEV_ENV, Api
 from tests.fake_secret_manager import FakeSecretManager
@@ -262,45 +262,77 @@ def test_a_malformed_keyring_answers_503(
     assert api.device(agent[1], "secrets/list", {}).get_json()["secrets"] == []
 
 
+PRODUCTION_BRIDGE_KEY = keys.new_bridge_key()
+PRODUCTION_SECRETS_KEYS = json.dumps({"7": SECOND_KEY})
+
+
+def as_operator(api: Api, route: str, body: dict[str, Any]) -> Any:
+    return api.call(route, body, {"x-agentpack-key": PRODUCTION_BRIDGE_KEY})
+
+
 @pytest.fixture
 def secret_manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSecretManager]:
-    from shared import keys
-
     with FakeSecretManager() as fake:
         project = os.environ["GOOGLE_CLOUD_PROJECT"]
-        fake.secrets[(project, "agentpack-bridge-key-hashes")] = keys.hash_key(BRIDGE_KEY)
-        fake.secrets[(project, "agentpack-secrets-keys")] = DEV_ENV["AGENTPACK_SECRETS_KEYS"]
+        fake.secrets[(project, "agentpack-bridge-key-hashes")] = keys.hash_key(PRODUCTION_BRIDGE_KEY)
+        fake.secrets[(project, "agentpack-secrets-keys")] = PRODUCTION_SECRETS_KEYS
         monkeypatch.setenv("AGENTPACK_SECRET_SOURCE", "secret-manager")
         monkeypatch.setenv("AGENTPACK_SECRET_MANAGER_ENDPOINT", fake.endpoint)
         monkeypatch.delenv("AGENTPACK_BRIDGE_KEY")
         monkeypatch.delenv("AGENTPACK_SECRETS_KEYS")
+        monkeypatch.delenv("AGENTPACK_CAPABILITY_PUBLIC_KEYS")
         config.reset()
         yield fake
 
 
 def test_keys_come_from_secret_manager_once_per_instance(api: Api, secret_manager: FakeSecretManager) -> None:
-    agent_id = api.new_agent("sm")  # the bridge key is checked against the hash read from Secret Manager
-    key = api.new_key(agent_id)["device_key"]
+    created = as_operator(api, "agents/create", {"display_name": "sm"})
+    assert created.status_code == 201  # the bridge key is checked against the hash read from Secret Manager
+    issued = as_operator(api, "device/issue", {"agent_id": created.get_json()["agent_id"]})
+    key = issued.get_json()["device_key"]
     for n in range(3):
         assert put(api, key, f"s{n}", "v").status_code == 200
         assert api.device(key, "secrets/get", {"name": f"s{n}"}).get_json()["value"] == "v"
     assert sorted(secret_manager.reads) == ["agentpack-bridge-key-hashes", "agentpack-secrets-keys"]
+    assert api.bridge("agents/list", {}).status_code == 401  # the dev key means nothing here
 
 
 def test_secret_manager_down_is_503_and_nothing_is_written(api: Api, secret_manager: FakeSecretManager) -> None:
     secret_manager.down = True
-    answer = api.bridge("agents/create", {"display_name": "x"})
+    answer = as_operator(api, "agents/create", {"display_name": "x"})
     assert answer.status_code == 503 and answer.get_json()["error"] == "unavailable"
     secret_manager.down = False
     config.reset()
-    assert api.bridge("agents/list", {}).get_json()["agents"] == []
+    assert as_operator(api, "agents/list", {}).get_json()["agents"] == []
 
 
 def test_a_wrong_bridge_key_with_secret_manager_is_401(api: Api, secret_manager: FakeSecretManager) -> None:
-    from shared import keys
+    project = os.environ["GOOGLE_CLOUD_PROJECT"]
+    secret_manager.secrets[(project, "agentpack-bridge-key-hashes")] = keys.hash_key(keys.new_bridge_key())
+    config.reset()
+    assert as_operator(api, "agents/list", {}).status_code == 401
 
-    secret_manager.secrets[(os.environ["GOOGLE_CLOUD_PROJECT"], "agentpack-bridge-key-hashes")] = keys.hash_key(
-        keys.new_bridge_key()
+
+def test_a_deployment_refuses_the_dev_values(
+    api: Api, secret_manager: FakeSecretManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = os.environ["GOOGLE_CLOUD_PROJECT"]
+    secret_manager.secrets[(project, "agentpack-bridge-key-hashes")] = (
+        keys.hash_key(PRODUCTION_BRIDGE_KEY) + "," + keys.hash_key(BRIDGE_KEY)
     )
     config.reset()
-    assert api.bridge("agents/list", {}).status_code == 401
+    assert as_operator(api, "agents/list", {}).status_code == 503
+    secret_manager.secrets[(project, "agentpack-bridge-key-hashes")] = keys.hash_key(PRODUCTION_BRIDGE_KEY)
+    monkeypatch.setenv("AGENTPACK_BRIDGE_KEY", PRODUCTION_BRIDGE_KEY)  # no plaintext key in a deployment
+    config.reset()
+    assert as_operator(api, "agents/list", {}).status_code == 503
+    monkeypatch.delenv("AGENTPACK_BRIDGE_KEY")
+    monkeypatch.setenv("AGENTPACK_CAPABILITY_PUBLIC_KEYS", DEV_ENV["AGENTPACK_CAPABILITY_PUBLIC_KEYS"])
+    config.reset()
+    assert as_operator(api, "agents/list", {}).status_code == 503
+    monkeypatch.delenv("AGENTPACK_CAPABILITY_PUBLIC_KEYS")
+    secret_manager.secrets[(project, "agentpack-secrets-keys")] = DEV_ENV["AGENTPACK_SECRETS_KEYS"]
+    config.reset()
+    agent_id = as_operator(api, "agents/create", {"display_name": "x"}).get_json()["agent_id"]
+    key = as_operator(api, "device/issue", {"agent_id": agent_id}).get_json()["device_key"]
+    assert put(api, key, "x", "v").status_code == 503

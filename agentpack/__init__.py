@@ -1,0 +1,107 @@
+"""agentpack: the Python client of the agentpack identity service, and the ``agentpack`` command.
+
+    from agentpack import Client, NotFound
+
+    client = Client("http://127.0.0.1:8000", device_key=key)
+    try:
+        print(client.get_secret("db").value)
+    except NotFound:
+        ...
+
+``Client.from_env()`` reads ``AGENTPACK_URL`` and the credential variables
+(see ``agentpack.config``). Errors are one class per API.md code under
+``ApiError``; ``Unavailable`` also covers a service that cannot be reached
+(``ConnectionFailed``, ``TimedOut``).
+"""
+
+from agentpack.client import DEFAULT_URL, READ_ROUTES, Client, __version__
+from agentpack.config import ConfigurationError
+from agentpack.errors import (
+    AgentpackError,
+    AmbiguousCredentials,
+    ApiError,
+    Conflict,
+    ConnectionFailed,
+    Forbidden,
+    Internal,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    TimedOut,
+    Unauthenticated,
+    Unavailable,
+    UnexpectedResponse,
+    UnsupportedMediaType,
+)
+from agentpack.models import (
+    Agent,
+    AgentPage,
+    AuditEvent,
+    AuditPage,
+    CapabilityRecord,
+    Delegation,
+    DelegationRevocation,
+    Delegations,
+    DeviceKey,
+    IssuedKey,
+    KeyList,
+    KeyRevocation,
+    Page,
+    Secret,
+    SecretDeletion,
+    SecretInfo,
+    SecretList,
+    SettingChange,
+    Settings,
+)
+from agentpack.rotation import ExpiringKey, Rotation, expiring_keys, rotate_key
+
+__all__ = [
+    "DEFAULT_URL",
+    "READ_ROUTES",
+    "Agent",
+    "AgentPage",
+    "AgentpackError",
+    "AmbiguousCredentials",
+    "ApiError",
+    "AuditEvent",
+    "AuditPage",
+    "CapabilityRecord",
+    "Client",
+    "ConfigurationError",
+    "Conflict",
+    "ConnectionFailed",
+    "Delegation",
+    "DelegationRevocation",
+    "Delegations",
+    "DeviceKey",
+    "ExpiringKey",
+    "Forbidden",
+    "Internal",
+    "InvalidRequest",
+    "IssuedKey",
+    "KeyList",
+    "KeyRevocation",
+    "MethodNotAllowed",
+    "NotFound",
+    "Page",
+    "PayloadTooLarge",
+    "RateLimited",
+    "Rotation",
+    "Secret",
+    "SecretDeletion",
+    "SecretInfo",
+    "SecretList",
+    "SettingChange",
+    "Settings",
+    "TimedOut",
+    "Unauthenticated",
+    "Unavailable",
+    "UnexpectedResponse",
+    "UnsupportedMediaType",
+    "__version__",
+    "expiring_keys",
+    "rotate_key",
+]

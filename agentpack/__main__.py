@@ -1,0 +1,7 @@
+"""``python -m agentpack``: the ``agentpack`` command."""
+
+import sys
+
+from agentpack.cli import main
+
+sys.exit(main())

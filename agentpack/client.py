@@ -1,0 +1,498 @@
+"""The HTTP client: one method per route of API.md, typed answers, typed errors.
+
+Standard library only (``http.client``): no runtime dependency, no proxy and
+no redirect is ever followed, so a credential goes to ``base_url`` and nowhere
+else. Every call carries a timeout and a fresh ``x-request-id``.
+
+Retries. A call is sent again only when sending it again cannot change what
+the first attempt did:
+
+* the read routes (``READ_ROUTES``) are retried on ``503``, ``502``, ``504``
+  and ``429`` answers, on a timeout and on a dropped connection;
+* every route, writes included, is retried when the connection could not be
+  opened (refused, or no connection within the timeout): the request never left;
+* a write is never retried once it was sent. API.md promises that a ``503``
+  wrote nothing *half*: a change and its audit event commit together or not at
+  all. It does not promise that nothing was written: a commit can land just as
+  the datastore deadline passes, and the answer is then ``503`` with the change
+  made. Sending ``agents/create`` or ``device/issue`` again would make a second
+  agent, or a second key whose plaintext is lost. The caller, who knows whether
+  the write is safe to repeat, decides.
+
+Backoff is exponential (``backoff`` doubling per attempt, at most
+``max_backoff``, with jitter; a ``Retry-After`` of the answer is honoured up to
+``max_backoff``), for at most ``max_attempts`` attempts in all.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import json
+import random
+import secrets
+import socket
+import ssl
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from agentpack import config, errors
+from agentpack.models import (
+    Agent,
+    AgentPage,
+    AuditEvent,
+    AuditPage,
+    CapabilityRecord,
+    Delegation,
+    DelegationRevocation,
+    Delegations,
+    IssuedKey,
+    KeyList,
+    KeyRevocation,
+    MalformedAnswer,
+    Page,
+    Secret,
+    SecretDeletion,
+    SecretInfo,
+    SecretList,
+    SettingChange,
+    Settings,
+)
+
+__version__ = "0.1.0"
+DEFAULT_URL = config.DEFAULT_URL
+DEFAULT_TIMEOUT = 10.0
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+
+READ_ROUTES = frozenset({
+    "agents/get", "agents/list", "device/list", "delegate/list",
+    "secrets/get", "secrets/list", "settings/list", "audit/list",
+})  # fmt: skip
+_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+_HEADERS: dict[config.Kind, str] = {
+    "bridge_key": "x-agentpack-key",
+    "device_key": "x-agentpack-device-key",
+    "token": "Authorization",
+}
+
+A = TypeVar("A")
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_urlsafe(16)
+
+
+def route_path(base_path: str, host: str, route: str) -> str:
+    """The URL path of a route under ``base_path``.
+
+    Locally (``scripts/serve``) and behind a gateway a route is served at its
+    API.md path. Deployed straight to ``*.cloudfunctions.net``, each route is
+    its own function, named after its folder: ``agents/create`` is ``/agents-create``.
+    """
+    name = route.replace("/", "-") if host.endswith(".cloudfunctions.net") else route
+    return base_path.rstrip("/") + "/" + name
+
+
+def _check_credential(name: str, value: str) -> str:
+    # A newline or space would corrupt the header, and http.client would raise a bare ValueError.
+    if not value or len(value) > 8192 or not value.isascii() or not value.isprintable() or " " in value:
+        raise ValueError(f"{name}: not a credential (empty, too long, or not printable ASCII without spaces)")
+    return value
+
+
+class _NotSent(Exception):
+    """The connection could not be opened: nothing reached the service."""
+
+    def __init__(self, reason: str, *, retry: bool, timed_out: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.retry, self.timed_out = reason, retry, timed_out
+
+
+class _Lost(Exception):
+    """The request may have reached the service, but no whole answer came back."""
+
+    def __init__(self, reason: str, *, timed_out: bool) -> None:
+        super().__init__(reason)
+        self.reason, self.timed_out = reason, timed_out
+
+
+class Client:
+    """A client of one agentpack identity service, with exactly one primary credential.
+
+    ``Client("https://...", device_key=key)``; ``delegation`` (beside a device
+    key or token) makes the secrets calls act for the grantor. ``timeout`` is
+    per attempt, for connecting and for each read of the answer.
+    ``allow_insecure_http`` permits plain ``http://`` to a host other than this
+    machine (keys would cross the network in clear text).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        bridge_key: str | None = None,
+        device_key: str | None = None,
+        token: str | None = None,
+        delegation: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_attempts: int = 3,
+        backoff: float = 0.25,
+        max_backoff: float = 4.0,
+        allow_insecure_http: bool = False,
+        user_agent: str | None = None,
+    ) -> None:
+        offered: tuple[tuple[config.Kind, str | None], ...] = (
+            ("bridge_key", bridge_key),
+            ("device_key", device_key),
+            ("token", token),
+        )
+        given = [(kind, value) for kind, value in offered if value is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of bridge_key, device_key or token")
+        self._kind, value = given[0]
+        self._credential = _check_credential(self._kind, value)
+        if delegation is not None and self._kind == "bridge_key":
+            raise ValueError("a delegation is sent beside a device key or a token, never the bridge key")
+        self._delegation = _check_credential("delegation", delegation) if delegation is not None else None
+
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("base_url: an http:// or https:// URL with a host")
+        if parts.query or parts.fragment:
+            raise ValueError("base_url: no query or fragment")
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK and not allow_insecure_http:
+            raise ValueError(
+                "base_url: use https:// for a host other than this machine "
+                "(allow_insecure_http, or AGENTPACK_ALLOW_INSECURE_HTTP=1 for the command, to override)"
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("base_url: the port is not a number") from None
+        if timeout <= 0 or max_attempts < 1 or backoff < 0 or max_backoff < 0:
+            raise ValueError("timeout must be positive, max_attempts at least 1, backoffs not negative")
+        self.base_url = base_url.rstrip("/")
+        self._scheme, self._host, self._port, self._path = parts.scheme, parts.hostname, port, parts.path
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.user_agent = user_agent or f"agentpack-python/{__version__}"
+        self._sleep: Callable[[float], None] = time.sleep
+        self._tls = ssl.create_default_context() if parts.scheme == "https" else None
+
+    @classmethod
+    def from_env(
+        cls,
+        needs: config.Needs = "any",
+        *,
+        role: config.Role | None = None,
+        env: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> Client:
+        """A client built from ``AGENTPACK_*`` variables (see ``agentpack.config`` for the rule)."""
+        credential = config.choose(needs, role, env)
+        kind, value = credential.kind, credential.value
+        return cls(
+            config.url(env),
+            bridge_key=value if kind == "bridge_key" else None,
+            device_key=value if kind == "device_key" else None,
+            token=value if kind == "token" else None,
+            delegation=config.delegation(env) if kind != "bridge_key" else None,
+            **options,
+        )
+
+    @property
+    def credential_kind(self) -> config.Kind:
+        """``bridge_key``, ``device_key`` or ``token``."""
+        return self._kind
+
+    @property
+    def delegation(self) -> str | None:
+        return self._delegation
+
+    def with_delegation(self, delegation: str | None) -> Client:
+        """The same client, acting through ``delegation`` (or through none)."""
+        if delegation is not None and self._kind == "bridge_key":
+            raise ValueError("a delegation is sent beside a device key or a token, never the bridge key")
+        other = copy.copy(self)
+        other._delegation = _check_credential("delegation", delegation) if delegation is not None else None
+        return other
+
+    def __repr__(self) -> str:
+        return f"Client({self.base_url!r}, credential={self._kind!r}, delegation={self._delegation!r})"
+
+    # ------------------------------------------------------------ agents
+
+    def create_agent(self, display_name: str, *, tenant_id: str | None = None) -> Agent:
+        """``agents/create`` (bridge key)."""
+        return self._call("agents/create", {"display_name": display_name, "tenant_id": tenant_id}, Agent.parse)
+
+    def get_agent(self, agent_id: str | None = None) -> Agent:
+        """``agents/get``: any agent with the bridge key; the caller itself with an agent credential."""
+        return self._call("agents/get", {"agent_id": agent_id}, Agent.parse)
+
+    def list_agents(
+        self, *, tenant_id: str | None = None, page_size: int | None = None, page_token: str | None = None
+    ) -> AgentPage:
+        """``agents/list`` (bridge key): one page, in ID order."""
+        body = {"tenant_id": tenant_id, "page_size": page_size, "page_token": page_token}
+        return self._call("agents/list", body, AgentPage.parse)
+
+    def iter_agents(self, *, tenant_id: str | None = None, page_size: int | None = None) -> Iterator[Agent]:
+        """Every agent, page after page."""
+        return _pages(lambda token: self.list_agents(tenant_id=tenant_id, page_size=page_size, page_token=token))
+
+    def update_agent(self, agent_id: str, *, display_name: str | None = None, disabled: bool | None = None) -> Agent:
+        """``agents/update`` (bridge key). ``disabled=True`` suspends every credential of the agent at once."""
+        body = {"agent_id": agent_id, "display_name": display_name, "disabled": disabled}
+        return self._call("agents/update", body, Agent.parse)
+
+    # ------------------------------------------------------------ device keys
+
+    def issue_key(
+        self,
+        agent_id: str | None = None,
+        *,
+        label: str | None = None,
+        ttl_seconds: int | None = None,
+        replaces_key_id: str | None = None,
+    ) -> IssuedKey:
+        """``device/issue``. The answer's ``device_key`` is the only time the key is shown.
+
+        With ``replaces_key_id`` this is a rotation: the old key stays valid for
+        the ``rotation_grace_seconds`` setting (see ``agentpack.rotation``).
+        """
+        body = {"agent_id": agent_id, "label": label, "ttl_seconds": ttl_seconds, "replaces_key_id": replaces_key_id}
+        return self._call("device/issue", body, IssuedKey.parse)
+
+    def revoke_key(self, key_id: str) -> KeyRevocation:
+        """``device/revoke``. Revoking twice answers the first ``revoked_at``."""
+        return self._call("device/revoke", {"key_id": key_id}, KeyRevocation.parse)
+
+    def list_keys(self, agent_id: str | None = None) -> KeyList:
+        """``device/list``: an agent's keys, oldest first, revoked and expired included."""
+        return self._call("device/list", {"agent_id": agent_id}, KeyList.parse)
+
+    # ------------------------------------------------------------ delegations
+
+    def delegate(self, to_agent: str, scope: Sequence[str], ttl_seconds: int) -> Delegation:
+        """``delegate``: let ``to_agent`` call the ``scope`` routes for the caller, for ``ttl_seconds``."""
+        if isinstance(scope, str):
+            raise TypeError("scope: a list of route names, such as ['secrets/get']")
+        body = {"to_agent": to_agent, "scope": list(scope), "ttl_seconds": ttl_seconds}
+        return self._call("delegate", body, Delegation.parse)
+
+    def revoke_delegation(self, delegation_id: str) -> DelegationRevocation:
+        """``delegate/revoke``: by the grantor, the grantee or the bridge key."""
+        return self._call("delegate/revoke", {"delegation_id": delegation_id}, DelegationRevocation.parse)
+
+    def list_delegations(self) -> Delegations:
+        """``delegate/list``: what the calling agent granted and received."""
+        return self._call("delegate/list", {}, Delegations.parse)
+
+    # ------------------------------------------------------------ secrets
+
+    def put_secret(self, name: str, value: str) -> SecretInfo:
+        """``secrets/put``: a new version of the secret."""
+        return self._call("secrets/put", {"name": name, "value": value}, SecretInfo.parse)
+
+    def get_secret(self, name: str) -> Secret:
+        """``secrets/get``: the value. ``repr()`` of the answer leaves the value out."""
+        return self._call("secrets/get", {"name": name}, Secret.parse)
+
+    def list_secrets(self) -> SecretList:
+        """``secrets/list``: names and versions, never values."""
+        return self._call("secrets/list", {}, SecretList.parse)
+
+    def delete_secret(self, name: str) -> SecretDeletion:
+        """``secrets/delete``."""
+        return self._call("secrets/delete", {"name": name}, SecretDeletion.parse)
+
+    # ------------------------------------------------------------ settings, capability tokens, audit
+
+    def list_settings(self) -> Settings:
+        """``settings/list``: every allow-listed setting (any credential)."""
+        return self._call("settings/list", {}, Settings.parse)
+
+    def set_setting(self, key: str, value: int) -> SettingChange:
+        """``settings/set`` (bridge key)."""
+        return self._call("settings/set", {"key": key, "value": value}, SettingChange.parse)
+
+    def record_capability(self, *, jti: str, sub: str, scope: str, iat: int, exp: int, kid: str) -> CapabilityRecord:
+        """``capability/record`` (bridge key): the claims of a minted token, never the token."""
+        body = {"jti": jti, "sub": sub, "scope": scope, "iat": iat, "exp": exp, "kid": kid}
+        return self._call("capability/record", body, CapabilityRecord.parse)
+
+    def list_audit(
+        self,
+        *,
+        agent_id: str | None = None,
+        action: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> AuditPage:
+        """``audit/list`` (bridge key): one page of events, newest first."""
+        body = {"agent_id": agent_id, "action": action, "page_size": page_size, "page_token": page_token}
+        return self._call("audit/list", body, AuditPage.parse)
+
+    def iter_audit(
+        self, *, agent_id: str | None = None, action: str | None = None, page_size: int | None = None
+    ) -> Iterator[AuditEvent]:
+        """Every matching event, newest first, page after page."""
+        return _pages(
+            lambda token: self.list_audit(agent_id=agent_id, action=action, page_size=page_size, page_token=token)
+        )
+
+    # ------------------------------------------------------------ the exchange
+
+    def _call(self, route: str, body: dict[str, Any], parse: Callable[[Mapping[str, Any], str], A]) -> A:
+        # Optional fields the caller left out are left out of the body, as the contract expects.
+        # UTF-8 rather than \u escapes: a secret of secret_max_bytes must still fit the 64 KiB body limit.
+        text = json.dumps({k: v for k, v in body.items() if v is not None}, separators=(",", ":"), ensure_ascii=False)
+        try:
+            payload = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a text argument is not valid Unicode (a lone surrogate)") from None
+        request_id = new_request_id()
+        is_read = route in READ_ROUTES
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                status, headers, raw = self._send(route, payload, request_id)
+            except _NotSent as failure:
+                error: errors.ApiError = self._connection_error(failure.reason, failure.timed_out, request_id)
+                may_retry = failure.retry
+            except _Lost as failure:
+                error = self._connection_error(failure.reason, failure.timed_out, request_id)
+                may_retry = is_read
+            else:
+                answer_id = headers.get("x-request-id") or request_id
+                if 200 <= status < 300:
+                    return self._parse(status, headers, raw, answer_id, parse)
+                error = self._error(status, headers, raw, answer_id)
+                may_retry = is_read and status in _RETRY_STATUSES
+                retry_after = _seconds(headers.get("retry-after"))
+            if not may_retry or attempt >= self.max_attempts:
+                raise error
+            delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, self.max_backoff))
+            self._sleep(delay)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._tls is not None:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=self._tls)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+
+    def _send(self, route: str, payload: bytes, request_id: str) -> tuple[int, dict[str, str], bytes]:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": self.user_agent,
+            "x-request-id": request_id,
+            _HEADERS[self._kind]: f"Bearer {self._credential}" if self._kind == "token" else self._credential,
+        }
+        if self._delegation is not None:
+            headers["x-agentpack-delegation"] = self._delegation
+        connection = self._connection()
+        try:
+            try:
+                connection.connect()
+            except TimeoutError:
+                raise _NotSent(f"no connection within {self.timeout:g} s", retry=True, timed_out=True) from None
+            except ConnectionRefusedError:
+                raise _NotSent("connection refused", retry=True) from None
+            except socket.gaierror:
+                raise _NotSent("the host name does not resolve", retry=False) from None
+            except ssl.SSLError as failure:
+                raise _NotSent(f"TLS failed ({failure.reason or 'handshake'})", retry=False) from None
+            except OSError as failure:
+                raise _NotSent(failure.strerror or type(failure).__name__, retry=False) from None
+            try:
+                connection.request("POST", route_path(self._path, self._host, route), body=payload, headers=headers)
+                response = connection.getresponse()
+                raw = response.read(MAX_ANSWER_BYTES + 1)
+            except TimeoutError:
+                raise _Lost(f"no answer within {self.timeout:g} s", timed_out=True) from None
+            except (http.client.HTTPException, OSError) as failure:
+                reason = getattr(failure, "strerror", None) or type(failure).__name__
+                raise _Lost(f"the connection broke ({reason})", timed_out=False) from None
+            answer_headers = {name.lower(): value for name, value in response.getheaders()}
+            return response.status, answer_headers, raw
+        finally:
+            connection.close()
+
+    def _connection_error(self, reason: str, timed_out: bool, request_id: str) -> errors.ConnectionFailed:
+        cls = errors.TimedOut if timed_out else errors.ConnectionFailed
+        return cls(self.base_url, reason, request_id)
+
+    def _parse(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        raw: bytes,
+        request_id: str,
+        parse: Callable[[Mapping[str, Any], str], A],
+    ) -> A:
+        data = _json_object(raw)
+        if data is None:
+            raise self._unexpected(status, headers, request_id)
+        try:
+            return parse(data, request_id)
+        except MalformedAnswer as problem:
+            raise errors.UnexpectedResponse(
+                "unexpected_response", status, f"the answer does not fit the contract: {problem}", request_id
+            ) from None
+
+    def _error(self, status: int, headers: Mapping[str, str], raw: bytes, request_id: str) -> errors.ApiError:
+        data = _json_object(raw)
+        if data is not None and isinstance(data.get("error"), str) and isinstance(data.get("error_description"), str):
+            return errors.from_answer(status, data["error"], data["error_description"], request_id)
+        # Not the service speaking: a load balancer, a proxy, another server at that URL.
+        if status in (502, 503, 504):
+            return errors.Unavailable("unavailable", status, f"HTTP {status} from in front of the service", request_id)
+        if status == 429:
+            return errors.RateLimited("rate_limited", status, "HTTP 429 from in front of the service", request_id)
+        return self._unexpected(status, headers, request_id)
+
+    def _unexpected(self, status: int, headers: Mapping[str, str], request_id: str) -> errors.UnexpectedResponse:
+        if 300 <= status < 400:
+            where = headers.get("location", "elsewhere")
+            description = f"HTTP {status} redirects to {where}; point the client at the service itself"
+        else:
+            kind = headers.get("content-type", "no content type")
+            description = f"HTTP {status} ({kind}) is not an agentpack answer; is {self.base_url} the service?"
+        return errors.UnexpectedResponse("unexpected_response", status, description, request_id)
+
+
+def _pages(fetch: Callable[[str | None], Page[A]]) -> Iterator[A]:
+    token: str | None = None
+    while True:
+        page = fetch(token)
+        yield from page.items
+        token = page.next_page_token
+        if token is None:
+            return
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    if len(raw) > MAX_ANSWER_BYTES:
+        return None
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` in seconds (the HTTP-date form is ignored)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
