@@ -22,7 +22,9 @@ MAX_INT = 2**53  # larger integers are refused before any bound is checked
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # defer_build: a function builds the validator of the one body it parses, on first use,
+    # not those of every model its modules define (a cold-start cost).
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 def _identifier(value: str) -> str:

@@ -102,15 +102,22 @@ def _transient_cause(exc: BaseException, transient: tuple[type[BaseException], .
     return None
 
 
-def _snapshots_by_path(snapshots: Any) -> dict[str, Doc | None]:
-    return {snap.reference.path: (snap.to_dict() if snap.exists else None) for snap in snapshots}
+def _snapshots_by_path(snapshots: Any, *, copy: bool) -> dict[str, Doc | None]:
+    # to_dict() deep-copies what the library already decoded; the hot path's reads are never
+    # mutated, so they take the decoded data as it is (about a tenth of a request's CPU).
+    return {
+        snap.reference.path: ((snap.to_dict() if copy else snap._data) if snap.exists else None) for snap in snapshots
+    }
 
 
 def get_many(paths: Sequence[str]) -> list[Doc | None]:
-    """Read documents in one round trip (one BatchGetDocuments call), in the order asked."""
+    """Read documents in one round trip (one BatchGetDocuments call), in the order asked.
+
+    The answers are read-only: a caller that wants to change a document reads it in a transaction.
+    """
     db = client()
     with faults_as_unavailable():
-        found = _snapshots_by_path(db.get_all([db.document(p) for p in paths]))
+        found = _snapshots_by_path(db.get_all([db.document(p) for p in paths]), copy=False)
     return [found.get(p) for p in paths]
 
 
@@ -122,7 +129,8 @@ class Transaction:
     _db: Any
 
     def get_many(self, paths: Sequence[str]) -> list[Doc | None]:
-        found = _snapshots_by_path(self._db.get_all([self._db.document(p) for p in paths], transaction=self._txn))
+        snapshots = self._db.get_all([self._db.document(p) for p in paths], transaction=self._txn)
+        found = _snapshots_by_path(snapshots, copy=True)
         return [found.get(p) for p in paths]
 
     def create(self, path: str, data: Doc) -> None:
