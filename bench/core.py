@@ -53,6 +53,7 @@ if str(ROOT) not in sys.path:
 
 VENV_BIN = ROOT / ".venv/bin"
 AGENTS_GET_SOURCE = ROOT / "functions/agents_get/main.py"
+SECRETS_GET_SOURCE = ROOT / "functions/secrets_get/main.py"
 BARE_READ_SOURCE = ROOT / "bench/bare_read/main.py"
 BARE_IMPORT_SOURCE = ROOT / "bench/bare_import/main.py"
 COLDSTART_SCRIPT = ROOT / "bench/coldstart.py"
@@ -360,9 +361,14 @@ class Fixture:
     bridge_key: str
     agent_id: str
     device_key: str
+    grantee_key: str
+    delegation_id: str
 
     def device_headers(self) -> dict[str, str]:
         return {"x-agentpack-device-key": self.device_key}
+
+    def delegated_headers(self) -> dict[str, str]:
+        return {"x-agentpack-device-key": self.grantee_key, "x-agentpack-delegation": self.delegation_id}
 
     def bridge_headers(self) -> dict[str, str]:
         return {"x-agentpack-key": self.bridge_key}
@@ -377,7 +383,22 @@ def make_fixture(app: InProcess) -> Fixture:
     status, answer = app.call("device/issue", {"agent_id": agent_id}, {"x-agentpack-key": bridge_key})
     if status != 201:
         sys.exit(f"error: device/issue answered {status}: {answer}")
-    return Fixture(bridge_key=bridge_key, agent_id=agent_id, device_key=answer["device_key"])
+    device_key = answer["device_key"]
+    # A secret, and a second agent that may read it through a delegation (issues 3 and 4).
+    app.call("secrets/put", {"name": "bench", "value": "benchmark value"}, {"x-agentpack-device-key": device_key})
+    _, grantee = app.call("agents/create", {"display_name": "bench grantee"}, {"x-agentpack-key": bridge_key})
+    _, grantee_key = app.call("device/issue", {"agent_id": grantee["agent_id"]}, {"x-agentpack-key": bridge_key})
+    grant = {"to_agent": grantee["agent_id"], "scope": ["secrets/get"], "ttl_seconds": 86400}
+    status, delegation = app.call("delegate", grant, {"x-agentpack-device-key": device_key})
+    if status != 201:
+        sys.exit(f"error: delegate answered {status}: {delegation}")
+    return Fixture(
+        bridge_key=bridge_key,
+        agent_id=agent_id,
+        device_key=device_key,
+        grantee_key=grantee_key["device_key"],
+        delegation_id=delegation["delegation_id"],
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,19 +411,22 @@ def measure_round_trips(
     say("\n[1] datastore round trips per request (gRPC calls counted on the emulator channel)")
     from shared import store
 
-    cases = [
-        ("device-key agents/get", "agents/get", fixture.device_headers(), 1, None),
-        ("bridge-key agents/get", "agents/get", fixture.bridge_headers(), 1, 0),
-        ("bridge-key settings/list", "settings/list", fixture.bridge_headers(), 1, 0),
+    agent = {"agent_id": fixture.agent_id}
+    secret = {"name": "bench"}
+    cases: list[tuple[str, str, dict[str, Any], dict[str, str], int, int | None]] = [
+        ("device-key agents/get", "agents/get", agent, fixture.device_headers(), 1, None),
+        ("bridge-key agents/get", "agents/get", agent, fixture.bridge_headers(), 1, 0),
+        ("bridge-key settings/list", "settings/list", {}, fixture.bridge_headers(), 1, 0),
+        ("device-key secrets/get", "secrets/get", secret, fixture.device_headers(), 1, 1),
+        ("delegated secrets/get", "secrets/get", secret, fixture.delegated_headers(), 1, 1),
     ]
-    for label, route, headers, total_goal, resolution_goal in cases:
-        body: dict[str, Any] = {"agent_id": fixture.agent_id} if route == "agents/get" else {}
+    for label, route, body, headers, total_goal, resolution_goal in cases:
         totals: list[int] = []
         resolutions: list[int] = []
         methods: list[str] = []
         for index in range(1 + profile.round_trip_requests):
             if index == 0:
-                store.client.cache_clear()  # the first request builds the client and connects: counted too
+                store.reset()  # the first request builds the client and connects: counted too
             counter.reset()
             meter.calls = 0
             status, answer = app.call(route, body, headers)
@@ -705,6 +729,46 @@ def measure_served(fixture: Fixture, host: str, profile: Profile, report: Report
     )
 
 
+def measure_served_secret(fixture: Fixture, host: str, profile: Profile, report: Report, logs: Path) -> None:
+    say("\n[2b] served by functions-framework, device-key secrets/get vs bare one-document read")
+    env = child_env(host)
+    json_header = {"Content-Type": "application/json"}
+    with (
+        serve("secrets_get", SECRETS_GET_SOURCE, env, logs) as (product_port, product_pgid),
+        serve("bare_read", BARE_READ_SOURCE, env, logs) as (bare_port, bare_pgid),
+    ):
+        product = Served(
+            "secrets_get", product_port, product_pgid, b'{"name":"bench"}', {**json_header, **fixture.device_headers()}
+        )
+        bare = Served(
+            "bare_read", bare_port, bare_pgid, json.dumps({"agent_id": fixture.agent_id}).encode(), json_header
+        )
+        for target in (product, bare, product, bare):
+            sequential(target, profile.warmup // 2, profile.latency_round_seconds)
+
+        def latency_round(target: Served) -> list[float]:
+            return sequential(target, profile.latency_per_round, profile.latency_round_seconds)
+
+        rounds = alternate(profile.latency_rounds, (product, bare), latency_round)
+        for target in (product, bare):
+            target.connection.close()
+    latency = {name: [sample for run in runs for sample in run] for name, runs in rounds.items()}
+    product_p50, bare_p50 = p50(latency[product.name]), p50(latency[bare.name])
+    ratio = product_p50 / bare_p50
+    say(
+        f"latency p50 ({len(latency[product.name])} sequential requests each): secrets/get {ms(product_p50)}, "
+        f"bare read {ms(bare_p50)}, ratio {ratio:.3f}x (goal <= 1.4x)"
+    )
+    report.add(
+        "served p50 latency, device-key secrets/get",
+        ms(product_p50),
+        ms(bare_p50),
+        f"{ratio:.3f}x",
+        "<= 1.4x",
+        ratio <= 1.4,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # 3. Cold start
 
@@ -932,12 +996,13 @@ def main(argv: list[str] | None = None) -> int:
         from shared import config, store
 
         config.reset()
-        store.client.cache_clear()
+        store.reset()
         meter = ResolutionMeter(counter)
         app = InProcess()
         fixture = make_fixture(app)
         measure_round_trips(app, counter, meter, fixture, profile, report)
         measure_served(fixture, host, profile, report, Path(logs))
+        measure_served_secret(fixture, host, profile, report, Path(logs))
         measure_cold_start(fixture, host, profile, report)
         measure_scale(app, fixture, profile, report)
     missed = report.print_table()

@@ -36,8 +36,24 @@ SECRETS = "secrets"
 CAPABILITY_TOKENS = "capability_tokens"
 
 
-@functools.cache
 def client() -> firestore.Client:
+    """The instance's Firestore client, built on first use; no credentials found is a 503, not a 500."""
+    from google.auth import exceptions as auth_exceptions
+
+    try:
+        return _client()
+    except auth_exceptions.DefaultCredentialsError:
+        log.error("datastore unavailable: no Google credentials (and FIRESTORE_EMULATOR_HOST is unset)")
+        raise errors.Unavailable() from None
+
+
+def reset() -> None:
+    """Forget the client (tests that point the service at another datastore)."""
+    _client.cache_clear()
+
+
+@functools.cache
+def _client() -> firestore.Client:
     from google.api_core import exceptions as gexc
     from google.api_core import gapic_v1, retry
     from google.cloud import firestore

@@ -56,12 +56,12 @@ def fresh_datastore(emulator_host: str, monkeypatch: pytest.MonkeyPatch) -> Iter
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AGENTPACK_BRIDGE_KEY_HASHES", raising=False)
     config.reset()
-    store.client.cache_clear()
+    store.reset()
     emulator.wipe(emulator_host)
     yield
     clock.set_source(None)
     config.reset()
-    store.client.cache_clear()
+    store.reset()
 
 
 _apps: dict[str, Any] = {}

@@ -93,13 +93,13 @@ class Datastore:
         self.monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", address)
         self.monkeypatch.setenv("AGENTPACK_DATASTORE_DEADLINE_SECONDS", "0.5")
         config.reset()
-        store.client.cache_clear()
+        store.reset()
 
     def restore(self) -> None:
         self.monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", self.host)
         self.monkeypatch.delenv("AGENTPACK_DATASTORE_DEADLINE_SECONDS", raising=False)
         config.reset()
-        store.client.cache_clear()
+        store.reset()
 
 
 @pytest.fixture
@@ -268,7 +268,7 @@ def test_a_malformed_configuration_refuses_to_serve_with_503(
         else:
             monkeypatch.setenv(variable, value)
     config.reset()
-    store.client.cache_clear()
+    store.reset()
     assert_unavailable(api.bridge("settings/list", {}))
     assert_unavailable(api.bridge("agents/create", {"display_name": "x"}))
     assert_unavailable(api.bridge("settings/set", {"key": "device_key_max_active", "value": 2}))
@@ -283,7 +283,7 @@ def test_a_malformed_configuration_refuses_to_serve_with_503(
         else:
             monkeypatch.delenv(variable, raising=False)
     config.reset()
-    store.client.cache_clear()
+    store.reset()
     assert api.bridge("settings/list", {}).status_code == 200  # the control: it was the configuration
     assert snapshot(emulator_host) == before
     _assert_clean_logs(caplog, [BRIDGE_KEY, device_key, keys.hash_key(BRIDGE_KEY), keys.hash_key(device_key)])
@@ -307,3 +307,16 @@ def test_no_bridge_key_configured_means_no_bridge_access(api: Api, monkeypatch: 
     answer = api.bridge("settings/list", {})
     assert answer.status_code in (401, 503)
     assert answer.status_code != 200
+
+
+def test_no_datastore_credentials_is_503_not_500(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside the emulator with no Google credentials, the client cannot even be built."""
+    from shared import config, store
+
+    monkeypatch.delenv("FIRESTORE_EMULATOR_HOST")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/credentials.json")
+    config.reset()
+    store.reset()
+    answer = api.bridge("agents/create", {"display_name": "x"})
+    assert answer.status_code == 503
+    assert answer.get_json()["error"] == "unavailable"
