@@ -296,7 +296,7 @@ class CallCounter:
 
 def install_counter() -> CallCounter:
     """Wrap the channel of every Firestore client built from now on (emulator only) with a counter."""
-    import grpc  # type: ignore[import-untyped]
+    import grpc
     from google.cloud.firestore_v1 import base_client
 
     interceptor_bases = (
