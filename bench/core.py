@@ -32,7 +32,6 @@ import contextlib
 import http.client
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -544,13 +543,9 @@ def serve(target: str, source: Path, env: dict[str, str], logs: Path) -> Iterato
             time.sleep(0.1)
         yield port, process.pid
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        from scripts.emulator import stop_group
+
+        stop_group(process)
 
 
 def sequential(target: Served, count: int, seconds: float) -> list[float]:
