@@ -69,7 +69,7 @@ def create(body: CreateAgent, principal: Principal, request_id: str) -> dict[str
             principal=principal,
             target={"kind": "agent", "agent_id": agent_id, "tenant_id": body.tenant_id},
             request_id=request_id,
-            retention_days=settings.effective(settings_doc)["audit_retention_days"],
+            settings_doc=settings_doc,
         )
 
     store.transact(change)
@@ -126,7 +126,7 @@ def update(body: UpdateAgent, principal: Principal, request_id: str) -> dict[str
             principal=principal,
             target={"kind": "agent", "agent_id": body.agent_id, "changes": sorted(changes)},
             request_id=request_id,
-            retention_days=settings.effective(settings_doc)["audit_retention_days"],
+            settings_doc=settings_doc,
         )
         return agent
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from shared import clock, errors, ids, schema, store
+from shared import clock, errors, ids, schema, settings, store
 from shared.credentials import Principal
 
 ACTIONS = (
@@ -39,8 +39,9 @@ def record(
     principal: Principal,
     target: dict[str, Any],
     request_id: str,
-    retention_days: int,
+    settings_doc: dict[str, Any] | None,
 ) -> None:
+    """Append one event to ``txn``; ``settings_doc`` (read in the same transaction) sets its retention."""
     assert action in ACTIONS
     actor = principal.audit_actor()
     named = (actor.get("agent_id"), actor.get("on_behalf_of"), target.get("agent_id"), target.get("from_agent"))
@@ -58,7 +59,7 @@ def record(
             "target": target,
             "request_id": request_id,
             "subjects": subjects,
-            "expire_at": at + timedelta(days=retention_days),
+            "expire_at": at + timedelta(days=settings.effective(settings_doc)["audit_retention_days"]),
         },
     )
 

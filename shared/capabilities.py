@@ -58,7 +58,7 @@ def record(body: Record, principal: Principal, request_id: str) -> dict[str, Any
             principal=principal,
             target={"kind": "capability", "jti": body.jti, "agent_id": body.sub, "kid": body.kid, "scope": body.scope},
             request_id=request_id,
-            retention_days=settings.effective(settings_doc)["audit_retention_days"],
+            settings_doc=settings_doc,
         )
         return {"jti": body.jti, "recorded_at": clock.rfc3339(now)}
 

@@ -232,14 +232,13 @@ def _resolve_capability(
     agent = docs[0]
     if agent is None or agent.get("disabled", True):
         raise errors.Unauthenticated()  # read anyway for this route, so a disabled agent is refused at once
-    if agent is not None:
-        principal = dataclasses.replace(principal, tenant_id=agent["tenant_id"], agent=agent)
+    principal = dataclasses.replace(principal, tenant_id=agent["tenant_id"], agent=agent)
     return _finish(principal, agent, delegation_id, docs[1:], reads, route)
 
 
 def _finish(
     principal: Principal,
-    agent: dict[str, Any] | None,
+    agent: dict[str, Any],
     delegation_id: str | None,
     rest: list[dict[str, Any] | None],
     reads: _Reads,
@@ -253,7 +252,7 @@ def _finish(
 
 def _act_for_grantor(
     grantee: Principal,
-    grantee_record: dict[str, Any] | None,
+    grantee_record: dict[str, Any],  # existing and enabled: checked with the credential
     delegation_id: str,
     delegation_docs: list[dict[str, Any] | None],
     route: str,
@@ -261,7 +260,7 @@ def _act_for_grantor(
     from shared.delegations import is_usable  # the rules of a delegation live with delegations
 
     grantor_id = ids.grantor_of_delegation(delegation_id)
-    if grantor_id is None or len(delegation_docs) != 2 or grantee_record is None or grantee_record.get("disabled"):
+    if grantor_id is None or len(delegation_docs) != 2:
         raise errors.Forbidden(DELEGATION_REFUSED)
     record, grantor = delegation_docs
     if (

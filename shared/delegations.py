@@ -110,7 +110,7 @@ def grant(body: Grant, principal: Principal, request_id: str) -> dict[str, Any]:
                 "scope": list(body.scope),
             },
             request_id=request_id,
-            retention_days=values["audit_retention_days"],
+            settings_doc=settings_doc,
         )
         return record
 
@@ -144,7 +144,7 @@ def revoke(body: Revoke, principal: Principal, request_id: str) -> dict[str, Any
                 "from_agent": record["from_agent"],
             },
             request_id=request_id,
-            retention_days=settings.effective(settings_doc)["audit_retention_days"],
+            settings_doc=settings_doc,
         )
         return record
 

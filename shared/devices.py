@@ -130,7 +130,7 @@ def issue(body: IssueKey, agent_id: str, principal: Principal, request_id: str) 
             principal=principal,
             target=target,
             request_id=request_id,
-            retention_days=values["audit_retention_days"],
+            settings_doc=settings_doc,
         )
         return record
 
@@ -167,7 +167,7 @@ def revoke(body: RevokeKey, principal: Principal, request_id: str) -> dict[str, 
             principal=principal,
             target={"kind": "device_key", "key_id": body.key_id, "agent_id": agent_id},
             request_id=request_id,
-            retention_days=settings.effective(settings_doc)["audit_retention_days"],
+            settings_doc=settings_doc,
         )
         return record
 

@@ -136,7 +136,7 @@ def _audit_integrity_failure(principal: Principal, agent_id: str, name: str, req
             principal=principal,
             target={"kind": "secret", "agent_id": agent_id, "name": name},
             request_id=request_id,
-            retention_days=settings.effective(settings_doc)["audit_retention_days"],
+            settings_doc=settings_doc,
         )
 
     store.transact(change)
@@ -184,7 +184,7 @@ def put(body: Put, principal: Principal, request_id: str) -> dict[str, Any]:
             principal=principal,
             target={"kind": "secret", "agent_id": agent_id, "name": body.name, "version": version},
             request_id=request_id,
-            retention_days=values["audit_retention_days"],
+            settings_doc=settings_doc,
         )
         return record
 
@@ -206,7 +206,7 @@ def delete(body: Delete, principal: Principal, request_id: str) -> dict[str, Any
             principal=principal,
             target={"kind": "secret", "agent_id": agent_id, "name": body.name, "version": existing["version"]},
             request_id=request_id,
-            retention_days=settings.effective(settings_doc)["audit_retention_days"],
+            settings_doc=settings_doc,
         )
 
     store.transact(change)
@@ -253,7 +253,7 @@ def reseal(record_path: str, request_id: str) -> bool:
                 "previous_key_version": previous,
             },
             request_id=request_id,
-            retention_days=settings.effective(settings_doc)["audit_retention_days"],
+            settings_doc=settings_doc,
         )
         return True
 

@@ -72,7 +72,7 @@ def set_value(body: SetSetting, principal: Principal, request_id: str) -> dict[s
             principal=principal,
             target={"kind": "setting", "key": body.key, "previous": previous, "value": body.value},
             request_id=request_id,
-            retention_days=effective(document)["audit_retention_days"],
+            settings_doc=document,
         )
         return {"key": body.key, "value": body.value, "updated_at": clock.rfc3339(now)}
 
