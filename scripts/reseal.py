@@ -12,7 +12,7 @@ import argparse
 import sys
 from secrets import token_urlsafe
 
-from shared import config, errors, secrets, store
+from shared import config, errors, records, secrets, store
 
 PAGE = 200
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"re-sealing under key version {newest} (audit request_id {request_id})", flush=True)
     after, seen, changed, failed = args.after, 0, 0, 0
     while True:
-        page = store.scan_group(store.SECRETS, after_path=after, limit=PAGE)
+        page = store.scan_group(records.SECRETS, after_path=after, limit=PAGE)
         for record_path, _ in page:
             seen += 1
             try:

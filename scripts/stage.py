@@ -66,8 +66,8 @@ def checked_capability_keys(text: str) -> str:
 
     try:
         keyset = tokens.KeySet.from_json(text)
-    except errors.ApiError:
-        raise SystemExit("error: the capability public keys are malformed or not strict Ed25519 keys") from None
+    except errors.ConfigRefused as refusal:
+        raise SystemExit(f"error: {refusal.reason}") from None
     if any(keyset.public_key(kid) == DEV_ONLY_CAPABILITY_PUBLIC_KEY for kid in keyset):
         raise SystemExit("error: the dev capability key (emulator-config/) must never be deployed")
     return keyset.to_json()

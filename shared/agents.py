@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import audit, clock, errors, ids, schema, settings, store
-from shared.credentials import Principal
+from shared import change, clock, errors, ids, records, schema, store
+from shared.principal import Principal
+from shared.records import AgentRecord
 
 DEFAULT_TENANT = "default"
 
@@ -35,11 +36,7 @@ class UpdateAgent(schema.Body):
     disabled: bool | None = None
 
 
-def path(agent_id: str) -> str:
-    return f"{store.AGENTS}/{agent_id}"
-
-
-def public(agent: dict[str, Any]) -> dict[str, Any]:
+def public(agent: AgentRecord) -> dict[str, Any]:
     return {
         "agent_id": agent["agent_id"],
         "display_name": agent["display_name"],
@@ -49,31 +46,24 @@ def public(agent: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def create(body: CreateAgent, principal: Principal, request_id: str) -> dict[str, Any]:
+def create(body: CreateAgent, principal: Principal) -> dict[str, Any]:
     agent_id = ids.new_agent_id()
-    agent = {
-        "agent_id": agent_id,
-        "display_name": body.display_name,
-        "tenant_id": body.tenant_id,
-        "created_at": clock.now(),
-        "disabled": False,
-        "active_keys": {},
-    }
+    path = records.agent_path(agent_id)
 
-    def change(txn: store.Transaction) -> None:
-        (settings_doc,) = txn.get_many([settings.PATH])
-        txn.create(path(agent_id), agent)
-        audit.record(
-            txn,
-            action="agent.create",
-            principal=principal,
-            target={"kind": "agent", "agent_id": agent_id, "tenant_id": body.tenant_id},
-            request_id=request_id,
-            settings_doc=settings_doc,
-        )
+    def work(c: change.Change) -> AgentRecord:
+        agent: AgentRecord = {
+            "agent_id": agent_id,
+            "display_name": body.display_name,
+            "tenant_id": body.tenant_id,
+            "created_at": c.now,
+            "disabled": False,
+            "active_keys": {},
+        }
+        c.create(path, agent)
+        c.record("agent.create", {"kind": "agent", "agent_id": agent_id, "tenant_id": body.tenant_id})
+        return agent
 
-    store.transact(change)
-    return public(agent)
+    return public(change.apply(principal, [], work))
 
 
 def get(agent_id: str, principal: Principal) -> dict[str, Any]:
@@ -81,7 +71,7 @@ def get(agent_id: str, principal: Principal) -> dict[str, Any]:
         return public(principal.agent)  # read while resolving the credential: no second round trip
     if not ids.is_agent_id(agent_id):
         raise errors.NotFound()
-    (agent,) = store.get_many([path(agent_id)])
+    agent: AgentRecord | None = store.get_many([records.agent_path(agent_id)])[0]
     if principal.via == "capability" and (agent is None or agent["disabled"]):
         raise errors.Unauthenticated()  # the record is read anyway, so a suspended agent's token stops here
     if agent is None:
@@ -93,41 +83,34 @@ def list_agents(body: ListAgents) -> dict[str, Any]:
     if body.page_token is not None and not ids.is_agent_id(body.page_token):
         raise errors.InvalidRequest("page_token: not a token from a previous page")
     rows = store.query(
-        store.AGENTS,
+        records.AGENTS,
         equals={"tenant_id": body.tenant_id} if body.tenant_id is not None else None,
         after_id=body.page_token,
         limit=body.page_size + 1,
     )
-    page = rows[: body.page_size]
-    more = len(rows) > body.page_size
-    return {"agents": [public(doc) for _, doc in page], "next_page_token": page[-1][0] if more else None}
+    agents, next_token = store.page(rows, body.page_size)
+    return {"agents": [public(agent) for agent in agents], "next_page_token": next_token}
 
 
-def update(body: UpdateAgent, principal: Principal, request_id: str) -> dict[str, Any]:
+def update(body: UpdateAgent, principal: Principal) -> dict[str, Any]:
     if not ids.is_agent_id(body.agent_id):
         raise errors.NotFound()
+    path = records.agent_path(body.agent_id)
 
-    def change(txn: store.Transaction) -> dict[str, Any]:
-        agent, settings_doc = txn.get_many([path(body.agent_id), settings.PATH])
+    def work(c: change.Change) -> AgentRecord:
+        agent: AgentRecord | None = c[path]
         if agent is None:
             raise errors.NotFound()
-        changes: dict[str, Any] = {}
+        changed = []
         if body.display_name is not None and body.display_name != agent["display_name"]:
-            changes["display_name"] = body.display_name
+            agent["display_name"] = body.display_name
+            changed.append("display_name")
         if body.disabled is not None and body.disabled != agent["disabled"]:
-            changes["disabled"] = body.disabled
-        if not changes:
-            return agent  # nothing changed, so nothing to audit
-        agent.update(changes)
-        txn.set(path(body.agent_id), agent)
-        audit.record(
-            txn,
-            action="agent.update",
-            principal=principal,
-            target={"kind": "agent", "agent_id": body.agent_id, "changes": sorted(changes)},
-            request_id=request_id,
-            settings_doc=settings_doc,
-        )
+            agent["disabled"] = body.disabled
+            changed.append("disabled")
+        if changed:  # nothing changed, nothing to write or audit
+            c.set(path, agent)
+            c.record("agent.update", {"kind": "agent", "agent_id": body.agent_id, "changes": sorted(changed)})
         return agent
 
-    return public(store.transact(change))
+    return public(change.apply(principal, [path], work))

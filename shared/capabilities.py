@@ -11,8 +11,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from shared import agents, audit, clock, errors, ids, schema, settings, store
-from shared.credentials import Principal
+from shared import change, clock, errors, ids, records, schema
+from shared.principal import Principal
+from shared.records import CapabilityRecord
 
 _JTI = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -37,29 +38,32 @@ class Record(schema.Body):
     kid: Annotated[str, _matches(_KID, "[A-Za-z0-9._-]{1,64}")]
 
 
-def record(body: Record, principal: Principal, request_id: str) -> dict[str, Any]:
+def record(body: Record, principal: Principal) -> dict[str, Any]:
     if body.exp <= body.iat:
         raise errors.InvalidRequest("exp: must be after iat")
     if not ids.is_agent_id(body.sub):
         raise errors.NotFound()
-    path = f"{store.CAPABILITY_TOKENS}/j_{body.jti}"  # the prefix keeps "." or "__x__" legal document IDs
+    path, agent_path = records.capability_path(body.jti), records.agent_path(body.sub)
 
-    def change(txn: store.Transaction) -> dict[str, Any]:
-        existing, agent, settings_doc = txn.get_many([path, agents.path(body.sub), settings.PATH])
-        if agent is None:
+    def work(c: change.Change) -> dict[str, Any]:
+        if c[agent_path] is None:
             raise errors.NotFound()
-        if existing is not None:
+        if c[path] is not None:
             raise errors.Conflict("A token with this jti is already recorded.")
-        now = clock.now()
-        txn.create(path, {**body.model_dump(), "recorded_at": now})
-        audit.record(
-            txn,
-            action="capability.record",
-            principal=principal,
-            target={"kind": "capability", "jti": body.jti, "agent_id": body.sub, "kid": body.kid, "scope": body.scope},
-            request_id=request_id,
-            settings_doc=settings_doc,
+        stored: CapabilityRecord = {
+            "jti": body.jti,
+            "sub": body.sub,
+            "scope": body.scope,
+            "iat": body.iat,
+            "exp": body.exp,
+            "kid": body.kid,
+            "recorded_at": c.now,
+        }
+        c.create(path, stored)
+        c.record(
+            "capability.record",
+            {"kind": "capability", "jti": body.jti, "agent_id": body.sub, "kid": body.kid, "scope": body.scope},
         )
-        return {"jti": body.jti, "recorded_at": clock.rfc3339(now)}
+        return {"jti": body.jti, "recorded_at": clock.rfc3339(c.now)}
 
-    return store.transact(change)
+    return change.apply(principal, [path, agent_path], work)

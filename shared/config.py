@@ -1,9 +1,11 @@
 """Deployment configuration, read from the environment once per instance.
 
-Production binds the bridge-key hashes from Secret Manager into the
-environment (``--set-secrets``); locally ``AGENTPACK_BRIDGE_KEY`` may carry a
-dev key in plaintext, hashed here and never kept. A malformed configuration
-refuses to serve (503) rather than serve with a weaker check.
+A deployment reads the bridge-key hashes and the secrets keys from Secret
+Manager itself, once per instance (``AGENTPACK_SECRET_SOURCE=secret-manager``);
+locally ``AGENTPACK_BRIDGE_KEY`` may carry a dev key in plaintext, hashed here
+and never kept. A malformed configuration raises ``errors.ConfigRefused`` with
+a reason for the log, so the service refuses to serve (503) rather than serve
+with a weaker check.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import logging
 import os
 import re
 from dataclasses import dataclass
@@ -23,8 +24,6 @@ from shared import errors, keys
 if TYPE_CHECKING:
     from shared.tokens import KeySet
 
-log = logging.getLogger("agentpack")
-
 DEFAULT_PROJECT = "demo-agentpack"
 # The public dev values of emulator-config/: a deployment reading its keys from Secret Manager
 # refuses to serve if any of them is configured (a test keeps these in step with dev.env).
@@ -32,10 +31,6 @@ DEV_ONLY_BRIDGE_KEY_HASH = "141ec46948856bf138b65d4b7c494aae28912647e0082159c697
 DEV_ONLY_CAPABILITY_PUBLIC_KEY = base64.urlsafe_b64decode("u1Jo0zHQLHA00RjTEWgXzsXsmqHMgiq-uzX2FOaVI4k=")
 DEV_ONLY_SECRETS_KEY = base64.urlsafe_b64decode("JCWBJEnD7WzFMCgqEpjh61vppqcw87ivDIiYiuDmKfs=")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-
-
-class ConfigError(errors.Unavailable):
-    default_description = "The service is misconfigured; nothing was changed."
 
 
 @dataclass(frozen=True)
@@ -49,8 +44,7 @@ class Config:
 def _from_secret_manager() -> bool:
     source = os.environ.get("AGENTPACK_SECRET_SOURCE", "env").strip()
     if source not in ("env", "secret-manager"):
-        log.error("configuration refused: AGENTPACK_SECRET_SOURCE must be env or secret-manager")
-        raise ConfigError()
+        raise errors.ConfigRefused("AGENTPACK_SECRET_SOURCE must be env or secret-manager")
     return source == "secret-manager"
 
 
@@ -67,13 +61,14 @@ def _bridge_key_hashes() -> tuple[str, ...]:
         listed = os.environ.get("AGENTPACK_BRIDGE_KEY_HASHES", "")
     hashes = [h.strip() for h in listed.split(",") if h.strip()]
     if any(_SHA256_HEX.fullmatch(h) is None for h in hashes):
-        raise ConfigError()
+        raise errors.ConfigRefused("the bridge-key hashes are not SHA-256 hex digests")
     plain = os.environ.get("AGENTPACK_BRIDGE_KEY", "").strip()
     if _from_secret_manager() and (plain or DEV_ONLY_BRIDGE_KEY_HASH in hashes):
-        raise ConfigError()  # production holds only hashes, and never the dev key's
+        # production holds only hashes, and never the dev key's
+        raise errors.ConfigRefused("a deployment holds only bridge-key hashes, never a plain or dev key")
     if plain:
         if not keys.is_bridge_key(plain):
-            raise ConfigError()
+            raise errors.ConfigRefused("AGENTPACK_BRIDGE_KEY is not a bridge key (format or checksum)")
         hashes.append(keys.hash_key(plain))
     return tuple(hashes)
 
@@ -82,11 +77,9 @@ def _number(name: str, default: str, kind: type[int] | type[float], low: float, 
     try:
         value = kind(os.environ.get(name, default))
     except ValueError:
-        log.error("configuration refused: %s is not a number", name)
-        raise ConfigError() from None
+        raise errors.ConfigRefused(f"{name} is not a number") from None
     if not low <= value <= high:
-        log.error("configuration refused: %s is out of bounds", name)
-        raise ConfigError()
+        raise errors.ConfigRefused(f"{name} is out of bounds")
     return value
 
 
@@ -95,15 +88,9 @@ def get() -> Config:
     deadline = _number("AGENTPACK_DATASTORE_DEADLINE_SECONDS", "5", float, 0.1, 60)
     max_ttl = int(_number("AGENTPACK_CAPABILITY_MAX_TTL_SECONDS", "300", int, 1, 3600))
     capability_keys()  # a malformed key set refuses every request, not only those with tokens
-    project = _project()
-    try:
-        hashes = _bridge_key_hashes()
-    except ConfigError:
-        log.error("configuration refused: AGENTPACK_BRIDGE_KEY or AGENTPACK_BRIDGE_KEY_HASHES is malformed")
-        raise
     return Config(
-        project_id=project,
-        bridge_key_hashes=hashes,
+        project_id=_project(),
+        bridge_key_hashes=_bridge_key_hashes(),
         datastore_deadline_seconds=deadline,
         capability_max_ttl_seconds=max_ttl,
     )
@@ -123,14 +110,9 @@ def capability_keys() -> KeySet | None:
         return None  # no keys: every capability token is refused
     from shared import tokens
 
-    try:
-        keyset = tokens.KeySet.from_json(text)
-    except errors.ApiError:
-        log.error("configuration refused: the capability public keys are malformed or not strict Ed25519 keys")
-        raise ConfigError() from None
+    keyset = tokens.KeySet.from_json(text)  # ConfigRefused for malformed or non-strict keys
     if _from_secret_manager() and any(keyset.public_key(kid) == DEV_ONLY_CAPABILITY_PUBLIC_KEY for kid in keyset):
-        log.error("configuration refused: the dev capability key is configured in a deployment")
-        raise ConfigError()
+        raise errors.ConfigRefused("the dev capability key is configured in a deployment")
     return keyset
 
 
@@ -166,8 +148,7 @@ def parse_keyring(text: str) -> Keyring:
                 raise ValueError
             versions[int(version)] = key
     except ValueError:
-        log.error("configuration refused: the secrets keys are malformed")
-        raise ConfigError() from None
+        raise errors.ConfigRefused("the secrets keys are malformed") from None
     return Keyring(versions)
 
 
@@ -179,8 +160,7 @@ def secrets_keyring() -> Keyring:
 
         keyring = parse_keyring(secret_manager.access(_project(), secret_manager.SECRETS_KEYS))
         if DEV_ONLY_SECRETS_KEY in keyring.versions.values():
-            log.error("configuration refused: the dev secrets key is configured in a deployment")
-            raise ConfigError()
+            raise errors.ConfigRefused("the dev secrets key is configured in a deployment")
         return keyring
     return parse_keyring(os.environ.get("AGENTPACK_SECRETS_KEYS", ""))
 

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from shared import clock, config, errors, ids, keys, store
+from shared import clock, config, errors, ids, keys, records, store
+from shared.principal import BRIDGE, Principal
 
 BRIDGE_HEADER = "x-agentpack-key"
 DEVICE_HEADER = "x-agentpack-device-key"
@@ -37,95 +38,34 @@ DELEGATION_HEADER = "x-agentpack-delegation"
 PRIMARY_HEADERS = (BRIDGE_HEADER, DEVICE_HEADER, AUTHORIZATION_HEADER)
 DELEGATION_REFUSED = "The delegation does not allow this request."
 
-Headers = Any  # a mapping of lower-cased header name -> every value sent
+Headers = Mapping[str, Sequence[str]]  # lower-cased header name -> every value sent
+DocumentsOf = Callable[[str], Sequence[str]]  # the agent a request acts as -> paths to read beside the credential
 
 
-@dataclass(frozen=True)
-class Principal:
-    """A verified caller.
-
-    ``agent_id`` is the agent the request acts as (the grantor, when delegated);
-    ``actor_id`` is the agent that holds the credential. ``agent`` is the record
-    of ``agent_id`` when resolution read it (device keys and delegations).
-    """
-
-    kind: Literal["bridge", "agent"]
-    via: Literal["bridge_key", "device_key", "capability"]
-    agent_id: str | None = None
-    actor_id: str | None = None
-    tenant_id: str | None = None
-    key_id: str | None = None
-    agent: dict[str, Any] | None = None
-    delegation_id: str | None = None
-    superseded: bool = False  # a device key replaced by rotation, in its grace window
-    prefetched: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
+class Request(Protocol):
+    """What resolution needs of a request (``http.Call`` is one)."""
 
     @property
-    def is_bridge(self) -> bool:
-        return self.kind == "bridge"
+    def headers(self) -> Headers: ...
 
     @property
-    def is_delegated(self) -> bool:
-        return self.delegation_id is not None
+    def route(self) -> str: ...
 
-    def require_bridge(self) -> None:
-        if not self.is_bridge:
-            raise errors.Forbidden("Only the bridge key may do this.")
-
-    def require_agent(self) -> None:
-        if self.is_bridge:
-            raise errors.Forbidden("Only an agent credential may do this.")
-
-    def require_full_credential(self) -> None:
-        """For routes that mint or revoke credentials: the bridge key, or an agent's current device key.
-
-        A short-lived capability token must not mint a longer-lived credential, and a key replaced by
-        rotation (perhaps the stolen one) keeps working through its grace window but may not mint
-        keys or delegations nor revoke the key that replaced it.
-        """
-        if self.is_bridge:
-            return
-        if self.via != "device_key" or self.superseded or self.is_delegated:
-            raise errors.Forbidden("This needs the bridge key or the agent's current device key.")
-
-    def confirm_enabled(self, agent: dict[str, Any] | None) -> dict[str, Any]:
-        """Inside a write's transaction: the agent record still exists and, for an agent credential,
-        is still enabled (disabling holds even against a request already past resolution)."""
-        if agent is None or (not self.is_bridge and agent.get("disabled", True)):
-            raise errors.Unauthenticated()
-        return agent
-
-    def subject(self, requested_agent_id: str | None) -> str:
-        """The agent a request acts on: an agent caller always acts on itself, whatever the body says."""
-        if self.agent_id is not None:
-            return self.agent_id
-        if requested_agent_id is None:
-            raise errors.InvalidRequest("agent_id: required with the bridge key")
-        return requested_agent_id
-
-    def audit_actor(self) -> dict[str, Any]:
-        if self.is_bridge:
-            return {"kind": "bridge"}
-        actor: dict[str, Any] = {"kind": "agent", "agent_id": self.actor_id}
-        if self.is_delegated:
-            actor["on_behalf_of"] = self.agent_id
-        return actor
+    @property
+    def request_id(self) -> str: ...
 
 
-BRIDGE = Principal(kind="bridge", via="bridge_key")
+def resolve(request: Request, *, agent_record: bool = False, also_read: DocumentsOf | None = None) -> Principal:
+    """The verified principal of ``request``.
 
-
-Prefetch = Callable[[str], list[str]]
-
-
-def resolve(headers: Headers, route: str, prefetch: Prefetch | None = None) -> Principal:
-    """The verified principal of a request to ``route``, from its lower-cased headers.
-
-    ``prefetch(agent_id)`` names documents of the agent the request will act as;
-    they are read in the same round trip as the credential and handed back in
-    ``Principal.prefetched``, so a route like ``secrets/get`` costs one read in all.
+    Beside the credential, in the same round trip, resolution reads what the call names:
+    ``agent_record`` reads the record of the agent the request acts as even where the
+    credential itself needs none (a capability token), so a disabled agent is refused at
+    once; ``also_read(agent_id)`` names more documents of that agent (it implies
+    ``agent_record``), handed back in ``Principal.documents``.
     """
     settings = config.get()  # a broken configuration refuses every request, never serves weaker
+    headers = request.headers
     sent = [name for name in PRIMARY_HEADERS for value in headers.get(name, []) for _ in range(_credentials_in(value))]
     if len(sent) > 1:
         raise errors.AmbiguousCredentials()
@@ -133,14 +73,17 @@ def resolve(headers: Headers, route: str, prefetch: Prefetch | None = None) -> P
         raise errors.Unauthenticated()
     value = headers[sent[0]][0].strip()
     delegation = _delegation_id(headers)
+    reads = _Reads(agent_record or also_read is not None, also_read)
     if sent[0] == BRIDGE_HEADER:
-        principal = _resolve_bridge(value, settings.bridge_key_hashes)
+        _check_bridge_key(value, settings.bridge_key_hashes)
         if delegation is not None:
             raise errors.Forbidden(DELEGATION_REFUSED)
-        return principal
+        return BRIDGE.for_request(request.request_id)
     if sent[0] == DEVICE_HEADER:
-        return _resolve_device_key(value, delegation, route, prefetch)
-    return _resolve_capability(value, delegation, route, prefetch)
+        principal = _resolve_device_key(value, delegation, request.route, reads)
+    else:
+        principal = _resolve_capability(value, delegation, request.route, reads)
+    return principal.for_request(request.request_id)
 
 
 def _credentials_in(value: str) -> int:
@@ -157,7 +100,7 @@ def _delegation_id(headers: Headers) -> str | None:
     return str(values[0]).strip()
 
 
-def _resolve_bridge(key: str, live_hashes: tuple[str, ...]) -> Principal:
+def _check_bridge_key(key: str, live_hashes: tuple[str, ...]) -> None:
     if not keys.is_bridge_key(key):
         raise errors.Unauthenticated()
     presented = keys.hash_key(key)
@@ -166,11 +109,18 @@ def _resolve_bridge(key: str, live_hashes: tuple[str, ...]) -> Principal:
         matched |= hmac.compare_digest(presented, live)
     if not matched:
         raise errors.Unauthenticated()
-    return BRIDGE
 
 
 @dataclass(frozen=True)
 class _Reads:
+    """What a route asked to read beside its credential."""
+
+    agent: bool
+    documents: DocumentsOf | None
+
+
+@dataclass(frozen=True)
+class _Plan:
     """The documents one resolution reads, all in one round trip."""
 
     agent: str
@@ -178,24 +128,28 @@ class _Reads:
     extra: list[str]
 
     @classmethod
-    def plan(cls, agent_id: str, delegation_id: str | None, prefetch: Prefetch | None) -> _Reads:
+    def of(cls, agent_id: str, delegation_id: str | None, reads: _Reads) -> _Plan:
         grantor = ids.grantor_of_delegation(delegation_id) if delegation_id else None
-        delegation = [f"{store.DELEGATIONS}/{delegation_id}", f"{store.AGENTS}/{grantor}"] if grantor else []
+        delegation = (
+            [records.delegation_path(delegation_id), records.agent_path(grantor)] if delegation_id and grantor else []
+        )
         subject = grantor or agent_id
-        return cls(f"{store.AGENTS}/{agent_id}", delegation, prefetch(subject) if prefetch else [])
+        extra = list(reads.documents(subject)) if reads.documents else []
+        return cls(records.agent_path(agent_id), delegation, extra)
 
 
-def _resolve_device_key(key: str, delegation_id: str | None, route: str, prefetch: Prefetch | None) -> Principal:
+def _resolve_device_key(key: str, delegation_id: str | None, route: str, reads: _Reads) -> Principal:
     name = keys.parse_device_key(key)
     if name is None:
         raise errors.Unauthenticated()
-    reads = _Reads.plan(name.agent_id, delegation_id, prefetch)
-    key_path = f"{reads.agent}/{store.DEVICE_KEYS}/{name.key_id}"
-    docs = store.get_many([reads.agent, key_path, *reads.delegation, *reads.extra])
-    agent, record = docs[0], docs[1]
+    plan = _Plan.of(name.agent_id, delegation_id, reads)
+    key_path = records.device_key_path(name.agent_id, name.key_id)
+    docs = store.get_many([plan.agent, key_path, *plan.delegation, *plan.extra])
+    agent: records.AgentRecord | None = docs[0]
+    record: records.DeviceKeyRecord | None = docs[1]
     if agent is None or record is None or not keys.hash_matches(key, record["key_hash"]):
         raise errors.Unauthenticated()
-    if not key_is_live(record) or agent.get("disabled", True):
+    if not key_is_live(record) or agent["disabled"]:
         raise errors.Unauthenticated()
     principal = Principal(
         kind="agent",
@@ -205,14 +159,12 @@ def _resolve_device_key(key: str, delegation_id: str | None, route: str, prefetc
         tenant_id=agent["tenant_id"],
         key_id=name.key_id,
         agent=agent,
-        superseded=record.get("replaced_by") is not None,
+        superseded=record["replaced_by"] is not None,
     )
-    return _finish(principal, agent, delegation_id, docs[2:], reads, route)
+    return _finish(principal, agent, delegation_id, docs[2:], plan, route)
 
 
-def _resolve_capability(
-    authorization: str, delegation_id: str | None, route: str, prefetch: Prefetch | None
-) -> Principal:
+def _resolve_capability(authorization: str, delegation_id: str | None, route: str, reads: _Reads) -> Principal:
     from shared import tokens  # only requests that carry a token pay for the verifier
 
     scheme, _, token = authorization.partition(" ")
@@ -225,52 +177,47 @@ def _resolve_capability(
     if route not in capability.scopes:
         raise errors.Forbidden("The capability token does not allow this route.")
     principal = Principal(kind="agent", via="capability", agent_id=capability.agent_id, actor_id=capability.agent_id)
-    if delegation_id is None and prefetch is None:
+    if delegation_id is None and not reads.agent:
         return principal  # verified offline: no datastore read
-    reads = _Reads.plan(capability.agent_id, delegation_id, prefetch)
-    docs = store.get_many([reads.agent, *reads.delegation, *reads.extra])
-    agent = docs[0]
-    if agent is None or agent.get("disabled", True):
+    plan = _Plan.of(capability.agent_id, delegation_id, reads)
+    docs = store.get_many([plan.agent, *plan.delegation, *plan.extra])
+    agent: records.AgentRecord | None = docs[0]
+    if agent is None or agent["disabled"]:
         raise errors.Unauthenticated()  # read anyway for this route, so a disabled agent is refused at once
     principal = dataclasses.replace(principal, tenant_id=agent["tenant_id"], agent=agent)
-    return _finish(principal, agent, delegation_id, docs[1:], reads, route)
+    return _finish(principal, agent, delegation_id, docs[1:], plan, route)
 
 
 def _finish(
     principal: Principal,
-    agent: dict[str, Any],
+    agent: records.AgentRecord,
     delegation_id: str | None,
-    rest: list[dict[str, Any] | None],
-    reads: _Reads,
+    rest: list[Any],
+    plan: _Plan,
     route: str,
 ) -> Principal:
-    delegation_docs, extra_docs = rest[: len(reads.delegation)], rest[len(reads.delegation) :]
+    delegation_docs, extra_docs = rest[: len(plan.delegation)], rest[len(plan.delegation) :]
     if delegation_id is not None:
         principal = _act_for_grantor(principal, agent, delegation_id, delegation_docs, route)
-    return dataclasses.replace(principal, prefetched=dict(zip(reads.extra, extra_docs, strict=True)))
+    return dataclasses.replace(principal, documents=dict(zip(plan.extra, extra_docs, strict=True)))
 
 
 def _act_for_grantor(
     grantee: Principal,
-    grantee_record: dict[str, Any],  # existing and enabled: checked with the credential
+    grantee_record: records.AgentRecord,  # existing and enabled: checked with the credential
     delegation_id: str,
-    delegation_docs: list[dict[str, Any] | None],
+    delegation_docs: list[Any],
     route: str,
 ) -> Principal:
-    from shared.delegations import is_usable  # the rules of a delegation live with delegations
-
     grantor_id = ids.grantor_of_delegation(delegation_id)
     if grantor_id is None or len(delegation_docs) != 2:
         raise errors.Forbidden(DELEGATION_REFUSED)
-    record, grantor = delegation_docs
-    if (
-        record is None
-        or grantor is None
-        or grantor.get("disabled", True)
-        or grantor["tenant_id"] != grantee_record["tenant_id"]
-        or not is_usable(record, grantee.actor_id or "", grantor_id)
-        or route not in record["scope"]
-    ):
+    record: records.DelegationRecord | None = delegation_docs[0]
+    grantor: records.AgentRecord | None = delegation_docs[1]
+    if not _delegation_stands(record, grantor, grantee.actor_id or "", grantor_id, grantee_record["tenant_id"]):
+        raise errors.Forbidden(DELEGATION_REFUSED)
+    assert record is not None and grantor is not None  # _delegation_stands said so
+    if route not in record["scope"]:
         raise errors.Forbidden(DELEGATION_REFUSED)
     return Principal(
         kind="agent",
@@ -285,8 +232,58 @@ def _act_for_grantor(
     )
 
 
-def key_is_live(record: dict[str, Any]) -> bool:
-    if record.get("revoked_at") is not None:
+def key_is_live(record: records.DeviceKeyRecord) -> bool:
+    if record["revoked_at"] is not None:
         return False
-    expires_at = record.get("expires_at")
+    expires_at = record["expires_at"]
     return expires_at is None or clock.now() < expires_at
+
+
+def _delegation_stands(
+    record: records.DelegationRecord | None,
+    grantor: records.AgentRecord | None,
+    grantee_id: str,
+    grantor_id: str,
+    grantee_tenant: str,
+) -> bool:
+    """Addressed to this grantee from this enabled grantor of its tenant, neither revoked nor expired."""
+    return (
+        record is not None
+        and grantor is not None
+        and not grantor["disabled"]
+        and grantor["tenant_id"] == grantee_tenant
+        and record["to_agent"] == grantee_id
+        and record["from_agent"] == grantor_id
+        and record["revoked_at"] is None
+        and clock.now() < record["expires_at"]
+    )
+
+
+def confirm_standing(principal: Principal, documents: Mapping[str, Any]) -> None:
+    """Inside a write's transaction: the credential the request was resolved from still stands.
+
+    ``documents`` holds ``principal.standing_paths()`` as read in that transaction, so no change
+    lands after a revoke or a disable that answered first: the agent is enabled, the device key
+    neither revoked nor expired, the delegation and its grantor still usable.
+    """
+    if principal.is_bridge or principal.actor_id is None:
+        return
+    actor: records.AgentRecord | None = documents[records.agent_path(principal.actor_id)]
+    if actor is None or actor["disabled"]:
+        raise errors.Unauthenticated()
+    if principal.via == "device_key" and principal.key_id is not None:
+        key: records.DeviceKeyRecord | None = documents[records.device_key_path(principal.actor_id, principal.key_id)]
+        if key is None or not key_is_live(key):
+            raise errors.Unauthenticated()
+    if (
+        principal.delegation_id is not None
+        and principal.agent_id is not None
+        and not _delegation_stands(
+            documents[records.delegation_path(principal.delegation_id)],
+            documents[records.agent_path(principal.agent_id)],
+            principal.actor_id,
+            principal.agent_id,
+            actor["tenant_id"],
+        )
+    ):
+        raise errors.Forbidden(DELEGATION_REFUSED)

@@ -15,8 +15,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from shared import agents, audit, clock, errors, ids, schema, settings, store
-from shared.credentials import Principal
+from shared import change, clock, errors, ids, records, schema, store
+from shared.principal import Principal
+from shared.records import AgentRecord, DelegationRecord
 
 DELEGABLE_ROUTES = ("secrets/get", "secrets/put", "secrets/list", "secrets/delete")
 MIN_TTL_SECONDS = 60
@@ -38,11 +39,7 @@ class ListDelegations(schema.Body):
     pass
 
 
-def path(delegation_id: str) -> str:
-    return f"{store.DELEGATIONS}/{delegation_id}"
-
-
-def public(record: dict[str, Any]) -> dict[str, Any]:
+def public(record: DelegationRecord) -> dict[str, Any]:
     return {
         "delegation_id": record["delegation_id"],
         "from_agent": record["from_agent"],
@@ -50,22 +47,20 @@ def public(record: dict[str, Any]) -> dict[str, Any]:
         "scope": list(record["scope"]),
         "created_at": clock.rfc3339(record["created_at"]),
         "expires_at": clock.rfc3339(record["expires_at"]),
-        "revoked_at": clock.rfc3339(record.get("revoked_at")),
+        "revoked_at": clock.rfc3339(record["revoked_at"]),
     }
 
 
-def is_usable(record: dict[str, Any] | None, grantee_id: str, grantor_id: str) -> bool:
-    """Addressed to this grantee from this grantor, neither revoked nor expired."""
-    return (
-        record is not None
-        and record["to_agent"] == grantee_id
-        and record["from_agent"] == grantor_id
-        and record.get("revoked_at") is None
-        and clock.now() < record["expires_at"]
-    )
+def _target(record: DelegationRecord) -> dict[str, Any]:
+    return {
+        "kind": "delegation",
+        "delegation_id": record["delegation_id"],
+        "agent_id": record["to_agent"],
+        "from_agent": record["from_agent"],
+    }
 
 
-def grant(body: Grant, principal: Principal, request_id: str) -> dict[str, Any]:
+def grant(body: Grant, principal: Principal) -> dict[str, Any]:
     grantor_id = principal.subject(None)
     if body.to_agent == grantor_id:
         raise errors.InvalidRequest("to_agent: an agent cannot delegate to itself")
@@ -74,86 +69,58 @@ def grant(body: Grant, principal: Principal, request_id: str) -> dict[str, Any]:
     if not ids.is_agent_id(body.to_agent):
         raise errors.NotFound()
     delegation_id = ids.new_delegation_id(grantor_id)
+    grantor_path, grantee_path = records.agent_path(grantor_id), records.agent_path(body.to_agent)
 
-    def change(txn: store.Transaction) -> dict[str, Any]:
-        grantor, grantee, settings_doc = txn.get_many(
-            [agents.path(grantor_id), agents.path(body.to_agent), settings.PATH]
-        )
-        grantor = principal.confirm_enabled(grantor)
+    def work(c: change.Change) -> DelegationRecord:
+        grantor: AgentRecord = c[grantor_path]  # the caller: its credential's standing was confirmed
+        grantee: AgentRecord | None = c[grantee_path]
         if grantee is None or grantee["tenant_id"] != grantor["tenant_id"]:
             raise errors.NotFound()  # another tenant's agent does not exist for the caller
-        values = settings.effective(settings_doc)
-        if not MIN_TTL_SECONDS <= body.ttl_seconds <= values["delegation_max_ttl_seconds"]:
-            raise errors.InvalidRequest(
-                f"ttl_seconds: must be between {MIN_TTL_SECONDS} and {values['delegation_max_ttl_seconds']}"
-            )
-        record = {
+        longest = c.settings["delegation_max_ttl_seconds"]
+        if not MIN_TTL_SECONDS <= body.ttl_seconds <= longest:
+            raise errors.InvalidRequest(f"ttl_seconds: must be between {MIN_TTL_SECONDS} and {longest}")
+        record: DelegationRecord = {
             "delegation_id": delegation_id,
             "from_agent": grantor_id,
             "to_agent": body.to_agent,
             "tenant_id": grantor["tenant_id"],
             "scope": list(body.scope),
-            "created_at": clock.now(),
+            "created_at": c.now,
             "expires_at": clock.after(body.ttl_seconds),
             "revoked_at": None,
         }
-        txn.create(path(delegation_id), record)
-        audit.record(
-            txn,
-            action="delegation.grant",
-            principal=principal,
-            target={
-                "kind": "delegation",
-                "delegation_id": delegation_id,
-                "agent_id": body.to_agent,
-                "from_agent": grantor_id,
-                "scope": list(body.scope),
-            },
-            request_id=request_id,
-            settings_doc=settings_doc,
-        )
+        c.create(records.delegation_path(delegation_id), record)
+        c.record("delegation.grant", {**_target(record), "scope": list(body.scope)})
         return record
 
-    answer = public(store.transact(change))
+    answer = public(change.apply(principal, [grantor_path, grantee_path], work))
     del answer["revoked_at"]
     return answer
 
 
-def revoke(body: Revoke, principal: Principal, request_id: str) -> dict[str, Any]:
-    grantor_id = ids.grantor_of_delegation(body.delegation_id)
-    if grantor_id is None:
+def revoke(body: Revoke, principal: Principal) -> dict[str, Any]:
+    if ids.grantor_of_delegation(body.delegation_id) is None:
         raise errors.NotFound()
+    path = records.delegation_path(body.delegation_id)
 
-    def change(txn: store.Transaction) -> dict[str, Any]:
-        record, settings_doc = txn.get_many([path(body.delegation_id), settings.PATH])
+    def work(c: change.Change) -> DelegationRecord:
+        record: DelegationRecord | None = c[path]
         parties = (record["from_agent"], record["to_agent"]) if record else ()
         if record is None or not (principal.is_bridge or principal.subject(None) in parties):
             raise errors.NotFound()  # a delegation the caller is no party to does not exist for it
-        if record.get("revoked_at") is not None:
+        if record["revoked_at"] is not None:
             return record
-        record["revoked_at"] = clock.now()
-        txn.set(path(body.delegation_id), record)
-        audit.record(
-            txn,
-            action="delegation.revoke",
-            principal=principal,
-            target={
-                "kind": "delegation",
-                "delegation_id": body.delegation_id,
-                "agent_id": record["to_agent"],
-                "from_agent": record["from_agent"],
-            },
-            request_id=request_id,
-            settings_doc=settings_doc,
-        )
+        record["revoked_at"] = c.now
+        c.set(path, record)
+        c.record("delegation.revoke", _target(record))
         return record
 
-    record = store.transact(change)
+    record = change.apply(principal, [path], work)
     return {"delegation_id": body.delegation_id, "revoked_at": clock.rfc3339(record["revoked_at"])}
 
 
 def list_for(principal: Principal) -> dict[str, Any]:
     agent_id = principal.subject(None)
-    granted = store.query(store.DELEGATIONS, equals={"from_agent": agent_id}, limit=LIST_LIMIT)
-    received = store.query(store.DELEGATIONS, equals={"to_agent": agent_id}, limit=LIST_LIMIT)
+    granted = store.query(records.DELEGATIONS, equals={"from_agent": agent_id}, limit=LIST_LIMIT)
+    received = store.query(records.DELEGATIONS, equals={"to_agent": agent_id}, limit=LIST_LIMIT)
     return {"granted": [public(doc) for _, doc in granted], "received": [public(doc) for _, doc in received]}

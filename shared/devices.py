@@ -17,8 +17,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared import agents, audit, clock, errors, ids, keys, schema, settings, store
-from shared.credentials import Principal, key_is_live
+from shared import change, clock, errors, ids, keys, records, schema, store
+from shared.credentials import key_is_live
+from shared.principal import Principal
+from shared.records import AgentRecord, DeviceKeyRecord
 
 MAX_TTL_SECONDS = 365 * 86400
 LIST_LIMIT = 1000
@@ -39,17 +41,14 @@ class ListKeys(schema.Body):
     agent_id: schema.Identifier | None = None
 
 
-def path(agent_id: str, key_id: str) -> str:
-    return f"{agents.path(agent_id)}/{store.DEVICE_KEYS}/{key_id}"
-
-
-def public(record: dict[str, Any]) -> dict[str, Any]:
+def public(record: DeviceKeyRecord) -> dict[str, Any]:
     return {
         "key_id": record["key_id"],
         "label": record["label"],
         "created_at": clock.rfc3339(record["created_at"]),
         "expires_at": clock.rfc3339(record["expires_at"]),
         "revoked_at": clock.rfc3339(record["revoked_at"]),
+        "replaced_by": record["replaced_by"],
     }
 
 
@@ -57,7 +56,7 @@ def _active_count(active: dict[str, datetime | None], now: datetime) -> int:
     return sum(1 for expires_at in active.values() if expires_at is None or now < expires_at)
 
 
-def issue(body: IssueKey, agent_id: str, principal: Principal, request_id: str) -> dict[str, Any]:
+def issue(body: IssueKey, agent_id: str, principal: Principal) -> dict[str, Any]:
     if body.ttl_seconds is not None and not 60 <= body.ttl_seconds <= MAX_TTL_SECONDS:
         raise errors.InvalidRequest(f"ttl_seconds: must be between 60 and {MAX_TTL_SECONDS}")
     if not ids.is_agent_id(agent_id):
@@ -68,73 +67,66 @@ def issue(body: IssueKey, agent_id: str, principal: Principal, request_id: str) 
 
     key_id = ids.new_device_key_id(agent_id)
     device_key = keys.new_device_key(key_id)
+    agent_path = records.agent_path(agent_id)
+    old_path = records.device_key_path(agent_id, replaces) if replaces else None
+    # The caller's own key, re-read in the transaction (it is among the credential's standing documents).
+    caller_path = (
+        records.device_key_path(agent_id, principal.key_id)
+        if principal.via == "device_key" and principal.key_id
+        else None
+    )
 
-    # A key already replaced by rotation still authenticates through its grace window, but may not
-    # issue or rotate: whoever holds a superseded (perhaps stolen) key cannot mint its way past the rotation.
-    caller_key = path(agent_id, principal.key_id) if principal.via == "device_key" and principal.key_id else None
-
-    def change(txn: store.Transaction) -> dict[str, Any]:
-        paths = [agents.path(agent_id), settings.PATH] + ([path(agent_id, replaces)] if replaces else [])
-        agent, settings_doc, *old = txn.get_many(paths + ([caller_key] if caller_key else []))
-        if caller_key is not None:
-            caller = old.pop()
-            if caller is None or caller.get("replaced_by") is not None or not key_is_live(caller):
+    def work(c: change.Change) -> DeviceKeyRecord:
+        if caller_path is not None:
+            caller: DeviceKeyRecord | None = c[caller_path]
+            # A key already replaced by rotation still authenticates through its grace window, but may
+            # not issue or rotate: a superseded (perhaps stolen) key cannot mint its way past the rotation.
+            if caller is None or caller["replaced_by"] is not None or not key_is_live(caller):
                 raise errors.Forbidden("A key replaced by rotation may not issue keys.")
+        agent: AgentRecord | None = c[agent_path]
         if agent is None:
             raise errors.NotFound()
-        principal.confirm_enabled(agent)
-        values = settings.effective(settings_doc)
-        now = clock.now()
-        active: dict[str, datetime | None] = {
-            k: v for k, v in agent.get("active_keys", {}).items() if v is None or now < v
-        }
-        old_record = old[0] if old else None
-        if replaces is not None:
-            if old_record is None:
+        now = c.now
+        active = {k: v for k, v in agent["active_keys"].items() if v is None or now < v}
+        target = {"kind": "device_key", "key_id": key_id, "agent_id": agent_id}
+        if old_path is not None and replaces is not None:
+            old: DeviceKeyRecord | None = c[old_path]
+            if old is None:
                 raise errors.NotFound()
-            if not key_is_live(old_record) or old_record.get("replaced_by") is not None:
+            if not key_is_live(old) or old["replaced_by"] is not None:
                 raise errors.Conflict("The key to replace is already revoked, expired or replaced.")
-            grace_end = clock.after(values["rotation_grace_seconds"])
-            if old_record["expires_at"] is None or grace_end < old_record["expires_at"]:
-                old_record["expires_at"] = grace_end
-            old_record["replaced_by"] = key_id
-            txn.set(path(agent_id, replaces), old_record)
-            active[replaces] = old_record["expires_at"]
+            grace_end = clock.after(c.settings["rotation_grace_seconds"])
+            if old["expires_at"] is None or grace_end < old["expires_at"]:
+                old["expires_at"] = grace_end
+            old["replaced_by"] = key_id
+            c.set(old_path, old)
+            active[replaces] = old["expires_at"]
+            target["replaces_key_id"] = replaces
         # Keys in their grace window count; the one being replaced does not, so a rotation may exceed
         # the limit by that one key until its grace ends, and rotations cannot be chained past it.
         counted = {k: v for k, v in active.items() if k != replaces}
-        if _active_count(counted, now) >= values["device_key_max_active"]:
+        if _active_count(counted, now) >= c.settings["device_key_max_active"]:
             raise errors.Conflict("The agent already has the most active device keys allowed.")
-        expires_at = clock.after(body.ttl_seconds) if body.ttl_seconds is not None else None
-        record = {
+        record: DeviceKeyRecord = {
             "key_id": key_id,
             "agent_id": agent_id,
             "key_hash": keys.hash_key(device_key),
             "label": body.label,
             "created_at": now,
-            "expires_at": expires_at,
+            "expires_at": clock.after(body.ttl_seconds) if body.ttl_seconds is not None else None,
             "revoked_at": None,
             "replaces": replaces,
             "replaced_by": None,
         }
-        txn.create(path(agent_id, key_id), record)
-        active[key_id] = expires_at
+        c.create(records.device_key_path(agent_id, key_id), record)
+        active[key_id] = record["expires_at"]
         agent["active_keys"] = active
-        txn.set(agents.path(agent_id), agent)
-        target = {"kind": "device_key", "key_id": key_id, "agent_id": agent_id}
-        if replaces is not None:
-            target["replaces_key_id"] = replaces
-        audit.record(
-            txn,
-            action="device.rotate" if replaces else "device.issue",
-            principal=principal,
-            target=target,
-            request_id=request_id,
-            settings_doc=settings_doc,
-        )
+        c.set(agent_path, agent)
+        c.record("device.rotate" if replaces else "device.issue", target)
         return record
 
-    record = store.transact(change)
+    reads = [agent_path, *([old_path] if old_path else []), *([caller_path] if caller_path else [])]
+    record = change.apply(principal, reads, work)
     return {
         "key_id": key_id,
         "agent_id": agent_id,
@@ -145,33 +137,28 @@ def issue(body: IssueKey, agent_id: str, principal: Principal, request_id: str) 
     }
 
 
-def revoke(body: RevokeKey, principal: Principal, request_id: str) -> dict[str, Any]:
+def revoke(body: RevokeKey, principal: Principal) -> dict[str, Any]:
     agent_id = ids.agent_of_device_key(body.key_id)
     if agent_id is None or (not principal.is_bridge and agent_id != principal.agent_id):
         raise errors.NotFound()  # another agent's key answers exactly like a key never made
+    agent_path = records.agent_path(agent_id)
+    key_path = records.device_key_path(agent_id, body.key_id)
 
-    def change(txn: store.Transaction) -> dict[str, Any]:
-        agent, record, settings_doc = txn.get_many([agents.path(agent_id), path(agent_id, body.key_id), settings.PATH])
+    def work(c: change.Change) -> DeviceKeyRecord:
+        agent: AgentRecord | None = c[agent_path]
+        record: DeviceKeyRecord | None = c[key_path]
         if agent is None or record is None:
             raise errors.NotFound()
-        principal.confirm_enabled(agent)
         if record["revoked_at"] is not None:
             return record  # already revoked: answer as before, change nothing
-        record["revoked_at"] = clock.now()
-        txn.set(path(agent_id, body.key_id), record)
-        agent.setdefault("active_keys", {}).pop(body.key_id, None)
-        txn.set(agents.path(agent_id), agent)
-        audit.record(
-            txn,
-            action="device.revoke",
-            principal=principal,
-            target={"kind": "device_key", "key_id": body.key_id, "agent_id": agent_id},
-            request_id=request_id,
-            settings_doc=settings_doc,
-        )
+        record["revoked_at"] = c.now
+        c.set(key_path, record)
+        agent["active_keys"].pop(body.key_id, None)
+        c.set(agent_path, agent)
+        c.record("device.revoke", {"kind": "device_key", "key_id": body.key_id, "agent_id": agent_id})
         return record
 
-    record = store.transact(change)
+    record = change.apply(principal, [agent_path, key_path], work)
     return {"key_id": body.key_id, "revoked_at": clock.rfc3339(record["revoked_at"])}
 
 
@@ -179,9 +166,8 @@ def list_keys(agent_id: str, principal: Principal) -> dict[str, Any]:
     if principal.is_bridge:
         if not ids.is_agent_id(agent_id):
             raise errors.NotFound()
-        (agent,) = store.get_many([agents.path(agent_id)])
-        if agent is None:
+        if store.get_many([records.agent_path(agent_id)])[0] is None:
             raise errors.NotFound()
-    records = store.list_children(agents.path(agent_id), store.DEVICE_KEYS, LIST_LIMIT)
-    records.sort(key=lambda r: (r["created_at"], r["key_id"]))
-    return {"keys": [public(r) for r in records]}
+    found: list[DeviceKeyRecord] = store.list_children(records.agent_path(agent_id), records.DEVICE_KEYS, LIST_LIMIT)
+    found.sort(key=lambda r: (r["created_at"], r["key_id"]))
+    return {"keys": [public(r) for r in found]}

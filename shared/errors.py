@@ -80,3 +80,51 @@ class Unavailable(ApiError):
 
 class Internal(ApiError):
     """A bug. Answered with no detail; the cause is logged without request data."""
+
+
+class ConfigError(Unavailable):
+    """The deployment's configuration is refused: the service answers 503 rather than serve weaker."""
+
+    default_description = "The service is misconfigured; nothing was changed."
+
+
+class SecretStoreUnavailable(Unavailable):
+    default_description = "The secret store is unreachable; nothing was changed. Retry later."
+
+
+class IntegrityFailure(Unavailable):
+    """A stored secret failed to open where it stands: tampered with or transplanted."""
+
+    default_description = "The stored secret failed its integrity check; no value was returned."
+
+
+class Refused(ValueError):
+    """A parser refused its input. A plain exception, with no wire code: ``wire`` maps it to one.
+
+    ``reason`` is written for an operator's log and names no input, key or secret.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class TokenRefused(Refused):
+    """A bearer token that is malformed, forged, expired or otherwise not valid."""
+
+
+class ConfigRefused(Refused):
+    """A configuration value (keys, numbers, sources) the service will not serve with."""
+
+
+class BodyRefused(Refused):
+    """A request body that is not strict JSON; ``reason`` names the field, never its value."""
+
+
+def wire(refusal: Refused) -> ApiError:
+    """The one mapping of parser refusals to wire errors."""
+    if isinstance(refusal, ConfigRefused):
+        return ConfigError()
+    if isinstance(refusal, BodyRefused):
+        return InvalidRequest(refusal.reason)
+    return Unauthenticated()  # one answer for every refused token: no oracle

@@ -20,12 +20,11 @@ from typing import Any, TypeVar
 
 import flask
 
-from shared import errors, schema
+from shared import errors, schema, strictjson
 
 log = logging.getLogger("agentpack")
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_INT_DIGITS = 20
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 M = TypeVar("M", bound=schema.Body)
 
@@ -48,86 +47,19 @@ class Call:
         return self.headers.get(name.lower(), [])
 
     def body(self, model: type[M]) -> M:
-        return schema.parse(model, parse_json_object(self.raw_body))
+        return schema.parse(model, strictjson.body_object(self.raw_body))
 
     def peek(self, model: type[M]) -> M | None:
         """The body if it is valid, else None, without raising: only a hint for reads made before
         the credential is checked. The pipeline still calls ``body`` after the credential."""
         try:
             return self.body(model)
-        except errors.ApiError:
+        except (errors.ApiError, errors.Refused):
             return None
 
 
 def reply(status: int, body: Mapping[str, Any]) -> Reply:
     return Reply(status, body)
-
-
-@dataclass(frozen=True)
-class _Refused:
-    """Stands where the parser met a value it refuses, so the error can name the field it sits in."""
-
-    reason: str
-
-
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        result[key] = _Refused("duplicate key") if key in result else value
-    return result
-
-
-def _constant(_: str) -> _Refused:
-    return _Refused("NaN and Infinity are not JSON numbers")
-
-
-def _bounded_int(text: str) -> int | _Refused:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        return _Refused("integer too large")
-    return int(text)
-
-
-def _first_refusal(data: Any) -> str | None:
-    """``"<field>: <reason>"`` for the first refused value, or None. Iterative: bodies may nest deeply."""
-    stack: list[tuple[str, Any]] = [("body", data)]
-    while stack:
-        where, value = stack.pop()
-        if isinstance(value, _Refused):
-            return f"{where}: {value.reason}"
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:  # a lone surrogate such as "\ud800": not text
-                return f"{where}: not valid Unicode text"
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                name = key if schema.is_sane_field(key) else "a field"
-                stack.append((name if where == "body" else f"{where}.{name}", item))
-                stack.append((where, key))
-        elif isinstance(value, list):
-            stack.extend((where, item) for item in value)
-    return None
-
-
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """Strict JSON: UTF-8, an object at the top, no duplicate keys, NaN, Infinity, huge integers
-    or lone surrogates; a refusal names the field it was found in."""
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_object, parse_constant=_constant, parse_int=_bounded_int
-        )
-    except (UnicodeDecodeError, ValueError):
-        raise errors.InvalidRequest("body: not valid JSON") from None
-    except RecursionError:
-        raise errors.InvalidRequest("body: nested too deeply") from None
-    if not isinstance(data, dict):
-        raise errors.InvalidRequest("body: must be a JSON object")
-    refusal = _first_refusal(data)
-    if refusal is not None:
-        raise errors.InvalidRequest(refusal)
-    return data
 
 
 def _request_id(request: flask.Request) -> str:
@@ -203,6 +135,10 @@ def endpoint(route: str, *, method: str = "POST") -> Callable[[Pipeline], Handle
                     raise errors.MethodNotAllowed()
                 raw = _read_body(request) if method == "POST" else b""
                 result = pipeline(Call(route, request_id, _headers(request), raw))
+            except errors.Refused as refusal:
+                if isinstance(refusal, errors.ConfigRefused):  # logged here, once; never a token or body refusal
+                    log.error("route=%s request_id=%s configuration refused: %s", route, request_id, refusal.reason)
+                result = _error_reply(errors.wire(refusal))
             except errors.ApiError as error:
                 if error.status >= 500:
                     log.warning("route=%s request_id=%s answered %s", route, request_id, error.code)

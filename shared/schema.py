@@ -11,12 +11,10 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from shared import errors
+from shared import errors, strictjson
 
 M = TypeVar("M", bound="Body")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# Only short names are repeated in errors: anything longer (a pasted key, say) is never echoed.
-_SANE_FIELD = re.compile(r"(?!apk)[A-Za-z0-9_]{1,32}")
 _TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_INT = 2**53  # larger integers are refused before any bound is checked
 
@@ -55,17 +53,12 @@ PageToken = Annotated[str, Field(min_length=1, max_length=256)]
 SafeInt = Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
 
 
-def is_sane_field(name: str) -> bool:
-    """Whether a field name may be repeated in an error (it cannot carry an attacker's payload)."""
-    return _SANE_FIELD.fullmatch(name) is not None
-
-
 def _describe(error: Any) -> str:
     loc = [str(part) for part in error.get("loc", ())]
     if error.get("type") == "extra_forbidden":
-        name = loc[-1] if loc and _SANE_FIELD.fullmatch(loc[-1]) else None
+        name = loc[-1] if loc and strictjson.is_sane_field(loc[-1]) else None
         return f"unknown field '{name}'" if name else "unknown field"
-    field = ".".join(part for part in loc if _SANE_FIELD.fullmatch(part)) or "body"
+    field = ".".join(part for part in loc if strictjson.is_sane_field(part)) or "body"
     message = str(error.get("msg", "is not valid"))
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]

@@ -22,10 +22,6 @@ SECRETS_KEYS = "agentpack-secrets-keys"
 TIMEOUT_SECONDS = 10.0
 
 
-class SecretManagerUnavailable(errors.Unavailable):
-    default_description = "The secret store is unreachable; nothing was changed. Retry later."
-
-
 def access(project: str, secret: str) -> str:
     """The latest version of ``secret`` as text."""
     from google.api_core import exceptions as gexc
@@ -50,4 +46,4 @@ def access(project: str, secret: str) -> str:
         return str(response.payload.data.decode("utf-8"))
     except (gexc.GoogleAPIError, OSError, UnicodeDecodeError) as exc:
         log.error("secret manager: could not read %s (%s)", secret, type(exc).__name__)
-        raise SecretManagerUnavailable() from None
+        raise errors.SecretStoreUnavailable() from None

@@ -18,12 +18,15 @@ from __future__ import annotations
 import base64
 import logging
 import re
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from shared import agents, audit, clock, config, crypto, errors, schema, settings, store
-from shared.credentials import BRIDGE, Prefetch, Principal
+from shared import change, clock, config, crypto, errors, records, schema, store
+from shared.principal import BRIDGE, Principal
+from shared.records import AgentRecord, SecretRecord
 
 log = logging.getLogger("agentpack")
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -61,24 +64,13 @@ class ListSecrets(_AgentBody):
     pass
 
 
-class IntegrityError(errors.Unavailable):
-    default_description = "The stored secret failed its integrity check; no value was returned."
+def record_named(name: str | None) -> Callable[[str], Sequence[str]]:
+    """For ``credentials.resolve(also_read=...)``: the named record of the agent the request acts as."""
 
+    def paths(agent_id: str) -> Sequence[str]:
+        return [records.secret_path(agent_id, name)] if name is not None else []
 
-def path(agent_id: str, name: str) -> str:
-    return f"{agents.path(agent_id)}/{store.SECRETS}/s_{name}"
-
-
-def prefetch_named(name: str | None) -> Prefetch:
-    """For ``credentials.resolve``: read the agent and the named secret beside the credential."""
-    if name is None:
-        return agent_only
-    return lambda agent_id: [path(agent_id, name)]
-
-
-def agent_only(agent_id: str) -> list[str]:
-    """For ``credentials.resolve``: nothing more, but a capability token's agent is read (and must be enabled)."""
-    return []
+    return paths
 
 
 def _associated_data(tenant_id: str, agent_id: str, name: str, version: int) -> bytes:
@@ -89,15 +81,26 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def seal(tenant_id: str, agent_id: str, name: str, version: int, value: str) -> dict[str, Any]:
+def sealed_record(
+    tenant_id: str, agent_id: str, name: str, version: int, value: str, updated_at: datetime
+) -> SecretRecord:
+    """The record of ``value``, sealed under the newest key and bound to where it stands."""
     keyring = config.secrets_keyring()
     nonce, ciphertext = crypto.seal(
         keyring.newest_key, value.encode("utf-8"), _associated_data(tenant_id, agent_id, name, version)
     )
-    return {"key_version": keyring.newest_version, "nonce": _b64(nonce), "ciphertext": _b64(ciphertext)}
+    return {
+        "agent_id": agent_id,
+        "name": name,
+        "version": version,
+        "updated_at": updated_at,
+        "key_version": keyring.newest_version,
+        "nonce": _b64(nonce),
+        "ciphertext": _b64(ciphertext),
+    }
 
 
-def unseal(tenant_id: str, record: dict[str, Any]) -> str | None:
+def unseal(tenant_id: str, record: SecretRecord) -> str | None:
     """The plaintext of a record, or None if it fails to open where it stands (a transplant or tampering).
 
     A record sealed under a retired key raises ``Unavailable``.
@@ -115,7 +118,7 @@ def unseal(tenant_id: str, record: dict[str, Any]) -> str | None:
     return None if plaintext is None else plaintext.decode("utf-8")
 
 
-def _subject(principal: Principal) -> tuple[str, dict[str, Any]]:
+def _subject(principal: Principal) -> tuple[str, AgentRecord]:
     principal.require_agent()
     agent_id = principal.subject(None)
     if principal.agent is None:
@@ -123,128 +126,99 @@ def _subject(principal: Principal) -> tuple[str, dict[str, Any]]:
     return agent_id, principal.agent
 
 
-def _public(record: dict[str, Any]) -> dict[str, Any]:
+def _public(record: SecretRecord) -> dict[str, Any]:
     return {"name": record["name"], "version": record["version"], "updated_at": clock.rfc3339(record["updated_at"])}
 
 
-def _audit_integrity_failure(principal: Principal, agent_id: str, name: str, request_id: str) -> None:
-    def change(txn: store.Transaction) -> None:
-        (settings_doc,) = txn.get_many([settings.PATH])
-        audit.record(
-            txn,
-            action="secret.integrity_failure",
-            principal=principal,
-            target={"kind": "secret", "agent_id": agent_id, "name": name},
-            request_id=request_id,
-            settings_doc=settings_doc,
-        )
-
-    store.transact(change)
+def _audit_integrity_failure(principal: Principal, agent_id: str, name: str) -> None:
+    target = {"kind": "secret", "agent_id": agent_id, "name": name}
+    change.apply(principal, [], lambda c: c.record("secret.integrity_failure", target))
 
 
-def get(body: Get, principal: Principal, request_id: str) -> dict[str, Any]:
+def get(body: Get, principal: Principal) -> dict[str, Any]:
     agent_id, agent = _subject(principal)
-    where = path(agent_id, body.name)
-    if where in principal.prefetched:
-        record = principal.prefetched[where]
-    else:
-        (record,) = store.get_many([where])
+    where = records.secret_path(agent_id, body.name)
+    record: SecretRecord | None = (
+        principal.documents[where] if where in principal.documents else store.get_many([where])[0]
+    )
     if record is None:
         raise errors.NotFound()
     value = unseal(agent["tenant_id"], record)
     if value is None or record["agent_id"] != agent_id or record["name"] != body.name:
-        log.error("secret integrity failure request_id=%s", request_id)
-        _audit_integrity_failure(principal, agent_id, body.name, request_id)
-        raise IntegrityError()
+        log.error("secret integrity failure request_id=%s", principal.request_id)
+        _audit_integrity_failure(principal, agent_id, body.name)
+        raise errors.IntegrityFailure()
     return {**_public(record), "value": value}
 
 
-def put(body: Put, principal: Principal, request_id: str) -> dict[str, Any]:
+def put(body: Put, principal: Principal) -> dict[str, Any]:
     agent_id, _ = _subject(principal)
     size = len(body.value.encode("utf-8"))
+    agent_path, path = records.agent_path(agent_id), records.secret_path(agent_id, body.name)
 
-    def change(txn: store.Transaction) -> dict[str, Any]:
-        agent, existing, settings_doc = txn.get_many([agents.path(agent_id), path(agent_id, body.name), settings.PATH])
-        agent = principal.confirm_enabled(agent)
-        values = settings.effective(settings_doc)
-        if size > values["secret_max_bytes"]:
-            raise errors.InvalidRequest(f"value: at most {values['secret_max_bytes']} UTF-8 bytes")
+    def work(c: change.Change) -> SecretRecord:
+        agent: AgentRecord = c[agent_path]  # the agent acted as: its credential's standing was confirmed
+        existing: SecretRecord | None = c[path]
+        if size > c.settings["secret_max_bytes"]:
+            raise errors.InvalidRequest(f"value: at most {c.settings['secret_max_bytes']} UTF-8 bytes")
         version = existing["version"] + 1 if existing else 1
-        record = {
-            "agent_id": agent_id,
-            "name": body.name,
-            "version": version,
-            "updated_at": clock.now(),
-            **seal(agent["tenant_id"], agent_id, body.name, version, body.value),
-        }
-        txn.set(path(agent_id, body.name), record)
-        audit.record(
-            txn,
-            action="secret.put",
-            principal=principal,
-            target={"kind": "secret", "agent_id": agent_id, "name": body.name, "version": version},
-            request_id=request_id,
-            settings_doc=settings_doc,
-        )
+        record = sealed_record(agent["tenant_id"], agent_id, body.name, version, body.value, c.now)
+        c.set(path, record)
+        c.record("secret.put", {"kind": "secret", "agent_id": agent_id, "name": body.name, "version": version})
         return record
 
-    return _public(store.transact(change))
+    return _public(change.apply(principal, [agent_path, path], work))
 
 
-def delete(body: Delete, principal: Principal, request_id: str) -> dict[str, Any]:
+def delete(body: Delete, principal: Principal) -> dict[str, Any]:
     agent_id, _ = _subject(principal)
+    path = records.secret_path(agent_id, body.name)
 
-    def change(txn: store.Transaction) -> None:
-        agent, existing, settings_doc = txn.get_many([agents.path(agent_id), path(agent_id, body.name), settings.PATH])
-        principal.confirm_enabled(agent)
+    def work(c: change.Change) -> None:
+        existing: SecretRecord | None = c[path]
         if existing is None:
             raise errors.NotFound()
-        txn.delete(path(agent_id, body.name))
-        audit.record(
-            txn,
-            action="secret.delete",
-            principal=principal,
-            target={"kind": "secret", "agent_id": agent_id, "name": body.name, "version": existing["version"]},
-            request_id=request_id,
-            settings_doc=settings_doc,
-        )
+        c.delete(path)
+        target = {"kind": "secret", "agent_id": agent_id, "name": body.name, "version": existing["version"]}
+        c.record("secret.delete", target)
 
-    store.transact(change)
+    change.apply(principal, [path], work)
     return {"name": body.name, "deleted": True}
 
 
 def list_names(principal: Principal) -> dict[str, Any]:
     agent_id, _ = _subject(principal)
-    records = store.list_children(agents.path(agent_id), store.SECRETS, LIST_LIMIT)
-    return {"secrets": sorted((_public(r) for r in records), key=lambda s: s["name"])}
+    found: list[SecretRecord] = store.list_children(records.agent_path(agent_id), records.SECRETS, LIST_LIMIT)
+    return {"secrets": sorted((_public(r) for r in found), key=lambda s: s["name"])}
 
 
 def reseal(record_path: str, request_id: str) -> bool:
     """Re-seal one record under the newest key, keeping its version. False if it already was.
 
-    Safe to run twice and to interrupt: each record changes alone, in its own transaction, with
-    its ``secret.reseal`` audit event (the operator's, so the actor is the bridge).
+    Safe to run twice and to interrupt: each record changes alone, in its own audited change
+    (``secret.reseal``, the operator's, so the actor is the bridge).
     """
-    keyring = config.secrets_keyring()
+    newest = config.secrets_keyring().newest_version
+    agent_path = records.agent_path(records.agent_of_secret_path(record_path))
 
-    def change(txn: store.Transaction) -> bool:
-        (record,) = txn.get_many([record_path])
-        if record is None or record["key_version"] == keyring.newest_version:
+    def work(c: change.Change) -> bool:
+        record: SecretRecord | None = c[record_path]
+        if record is None or record["key_version"] == newest:
             return False
-        agent, settings_doc = txn.get_many([agents.path(record["agent_id"]), settings.PATH])
+        agent: AgentRecord | None = c[agent_path]
         if agent is None:
             raise errors.NotFound()
         value = unseal(agent["tenant_id"], record)
         if value is None:
-            raise IntegrityError()
+            raise errors.IntegrityFailure()
         previous = record["key_version"]
-        record.update(seal(agent["tenant_id"], record["agent_id"], record["name"], record["version"], value))
-        txn.set(record_path, record)
-        audit.record(
-            txn,
-            action="secret.reseal",
-            principal=BRIDGE,
-            target={
+        record = sealed_record(
+            agent["tenant_id"], record["agent_id"], record["name"], record["version"], value, record["updated_at"]
+        )
+        c.set(record_path, record)
+        c.record(
+            "secret.reseal",
+            {
                 "kind": "secret",
                 "agent_id": record["agent_id"],
                 "name": record["name"],
@@ -252,9 +226,7 @@ def reseal(record_path: str, request_id: str) -> bool:
                 "key_version": record["key_version"],
                 "previous_key_version": previous,
             },
-            request_id=request_id,
-            settings_doc=settings_doc,
         )
         return True
 
-    return store.transact(change)
+    return change.apply(BRIDGE.for_request(request_id), [record_path, agent_path], work)

@@ -1,9 +1,18 @@
 """The only module that touches Firestore.
 
-Domain code names documents by path (``"agents/agt_…"``) and gets plain dicts
-back. Every call has a short deadline: a datastore that does not answer is a
-``503 unavailable`` within seconds, never a hung request. The Firestore client
-is imported and built on first use, so a cold start pays for it once.
+Domain code names documents by path (``"agents/agt_…"``, built by ``records``)
+and gets plain dicts back, which it reads as its record types. Every call has
+a short deadline: a datastore that does not answer is a ``503 unavailable``
+within seconds, never a hung request. Every retry (the library's own, the raw
+read's, a contended transaction's) follows one policy, ``RETRY``. The
+Firestore client is imported and built on first use, so a cold start pays for
+it once.
+
+The hot-path read calls BatchGetDocuments on the client's own gRPC channel
+(see ``get_many``). That relies on private attributes of the client library,
+named in ``PRIVATE_CLIENT_ATTRIBUTES``; ``tests/test_store_fence.py`` checks
+each of them and the decoder against the library's own, so an upgrade of the
+pinned library fails a test, not production.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,13 +37,38 @@ log = logging.getLogger("agentpack")
 T = TypeVar("T")
 Doc = dict[str, Any]
 
-AGENTS = "agents"
-DEVICE_KEYS = "device_keys"  # a subcollection of each agent
-SETTINGS = "settings"
-AUDIT_EVENTS = "audit_events"
-DELEGATIONS = "delegations"
-SECRETS = "secrets"
-CAPABILITY_TOKENS = "capability_tokens"
+# Every private attribute of the client library this module relies on (checked by a test).
+PRIVATE_CLIENT_ATTRIBUTES = (
+    "Client._firestore_api",
+    "FirestoreClient._transport",
+    "FirestoreGrpcTransport._wrapped_methods",
+    "FirestoreGrpcTransport.grpc_channel",
+    "Client._database_string",
+    "Client._rpc_metadata",
+    "Client._client_info",
+)
+
+# Status codes that mean "the datastore could not answer now": retried while the deadline allows, then 503.
+TRANSIENT_CODES = frozenset(
+    ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "INTERNAL", "UNKNOWN", "ABORTED", "CANCELLED")
+)
+# Of those, the ones worth another attempt of the same call (ABORTED is a lost transaction: retried whole).
+RETRIED_CODES = frozenset(("UNAVAILABLE", "DEADLINE_EXCEEDED"))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded by the datastore deadline."""
+
+    initial: float = 0.02
+    maximum: float = 0.5
+    multiplier: float = 2.0
+
+    def pause(self, attempt: int) -> float:
+        return random.uniform(0, min(self.maximum, self.initial * self.multiplier**attempt))
+
+
+RETRY = RetryPolicy()
 
 
 def client() -> firestore.Client:
@@ -56,7 +90,6 @@ def reset() -> None:
 
 @functools.cache
 def _client() -> firestore.Client:
-    from google.api_core import exceptions as gexc
     from google.api_core import gapic_v1, retry
     from google.cloud import firestore
 
@@ -64,12 +97,12 @@ def _client() -> firestore.Client:
     db = firestore.Client(project=settings.project_id)
     # The library retries an unreachable datastore for 60 s by default; answer 503 long before that.
     deadline = settings.datastore_deadline_seconds
-    policy = retry.Retry(
-        initial=0.05,
-        maximum=0.5,
-        multiplier=2,
+    policy = retry.Retry(  # RETRY, in the library's terms (it adds the jitter itself)
+        initial=RETRY.initial,
+        maximum=RETRY.maximum,
+        multiplier=RETRY.multiplier,
         timeout=deadline,
-        predicate=retry.if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded),
+        predicate=_is_retried,
     )
     transport = db._firestore_api._transport
     transport._wrapped_methods = {
@@ -81,42 +114,46 @@ def _client() -> firestore.Client:
     return db
 
 
+def _is_transient(exc: BaseException) -> bool:
+    """A library error whose status is one of ``TRANSIENT_CODES``, or its retry loop giving up."""
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, gexc.RetryError):
+        return True
+    code = getattr(exc, "grpc_status_code", None) if isinstance(exc, gexc.GoogleAPICallError) else None
+    return code is not None and code.name in TRANSIENT_CODES
+
+
+def _is_retried(exc: BaseException) -> bool:
+    from google.api_core import exceptions as gexc
+
+    code = getattr(exc, "grpc_status_code", None) if isinstance(exc, gexc.GoogleAPICallError) else None
+    return code is not None and code.name in RETRIED_CODES
+
+
 @contextlib.contextmanager
 def faults_as_unavailable() -> Iterator[None]:
     """Turn a datastore that cannot be reached (or keeps aborting) into ``Unavailable``."""
-    from google.api_core import exceptions as gexc
-
-    transient = (
-        gexc.ServiceUnavailable,
-        gexc.DeadlineExceeded,
-        gexc.RetryError,
-        gexc.Aborted,
-        gexc.InternalServerError,
-        gexc.ResourceExhausted,
-        gexc.Cancelled,
-        gexc.Unknown,
-    )
     try:
         yield
-    except transient as exc:
-        log.warning("datastore unavailable: %s", type(exc).__name__)
-        raise errors.Unavailable() from None
-    except ValueError as exc:
+    except errors.ApiError:
+        raise
+    except Exception as exc:
         # The transaction helper reports faults as a ValueError: "too many attempts" caused by
         # Aborted, or a failed rollback raised while handling a datastore that cannot be reached.
-        cause = _transient_cause(exc, transient)
+        cause = _transient_cause(exc)
         if cause is None:
             raise
         log.warning("datastore unavailable: %s", type(cause).__name__)
         raise errors.Unavailable() from None
 
 
-def _transient_cause(exc: BaseException, transient: tuple[type[BaseException], ...]) -> BaseException | None:
+def _transient_cause(exc: BaseException) -> BaseException | None:
     seen: BaseException | None = exc
     for _ in range(10):  # bounded walk of the cause/context chain
-        seen = seen.__cause__ or seen.__context__ if seen is not None else None
-        if seen is None or isinstance(seen, transient):
+        if seen is None or _is_transient(seen):
             return seen
+        seen = seen.__cause__ or seen.__context__
     return None
 
 
@@ -124,7 +161,7 @@ def _snapshots_by_path(snapshots: Any) -> dict[str, Doc | None]:
     return {snap.reference.path: (snap.to_dict() if snap.exists else None) for snap in snapshots}
 
 
-def get_many(paths: Sequence[str]) -> list[Doc | None]:
+def get_many(paths: Sequence[str]) -> list[Any]:
     """Read documents in one round trip (one BatchGetDocuments call), in the order asked.
 
     This is the hot path (every credential is resolved through it), so it calls the RPC on the
@@ -146,29 +183,16 @@ def get_many(paths: Sequence[str]) -> list[Doc | None]:
                     found[answer.found.name[len(prefix) :]] = {k: _decode(v) for k, v in answer.found.fields.items()}
             return [found.get(p) for p in paths]
         except grpc.RpcError as exc:
-            code = exc.code() if isinstance(exc, grpc.Call) else None
-            pause = min(0.5, 0.05 * 2**attempt)
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and (
-                time.monotonic() + pause < deadline
-            ):
+            code = exc.code().name if isinstance(exc, grpc.Call) else None
+            pause = RETRY.pause(attempt)
+            if code in RETRIED_CODES and time.monotonic() + pause < deadline:
                 time.sleep(pause)
                 continue
-            if code is not None and code.name in _TRANSIENT_CODES:
-                log.warning("datastore unavailable: %s", code.name)
+            if code in TRANSIENT_CODES:
+                log.warning("datastore unavailable: %s", code)
                 raise errors.Unavailable() from None
             raise
     raise AssertionError("unreachable")
-
-
-_TRANSIENT_CODES = (
-    "UNAVAILABLE",
-    "DEADLINE_EXCEEDED",
-    "RESOURCE_EXHAUSTED",
-    "INTERNAL",
-    "UNKNOWN",
-    "ABORTED",
-    "CANCELLED",
-)
 
 
 @functools.cache
@@ -221,14 +245,14 @@ class Transaction:
     _txn: Any
     _db: Any
 
-    def get_many(self, paths: Sequence[str]) -> list[Doc | None]:
+    def get_many(self, paths: Sequence[str]) -> list[Any]:
         found = _snapshots_by_path(self._db.get_all([self._db.document(p) for p in paths], transaction=self._txn))
         return [found.get(p) for p in paths]
 
-    def create(self, path: str, data: Doc) -> None:
+    def create(self, path: str, data: Mapping[str, Any]) -> None:
         self._txn.create(self._db.document(path), data)
 
-    def set(self, path: str, data: Doc) -> None:
+    def set(self, path: str, data: Mapping[str, Any]) -> None:
         self._txn.set(self._db.document(path), data)
 
     def delete(self, path: str) -> None:
@@ -257,7 +281,7 @@ def transact(work: Callable[[Transaction], T]) -> T:
                 result: T = run(db.transaction(max_attempts=1))
                 return result
             except ValueError as exc:
-                pause = random.uniform(0, min(0.5, 0.02 * 2**attempt))
+                pause = RETRY.pause(attempt)
                 if not isinstance(exc.__cause__, gexc.Aborted) or time.monotonic() + pause > deadline:
                     raise
                 time.sleep(pause)
@@ -273,7 +297,7 @@ def query(
     descending: bool = False,
     after_id: str | None = None,
     limit: int,
-) -> list[tuple[str, Doc]]:
+) -> list[tuple[str, Any]]:
     """Documents of a top-level collection in ``order_by`` order (a field that holds the
     document ID, or the ID itself), after the document ``after_id``. Never on a hot path."""
     from google.cloud import firestore
@@ -294,7 +318,13 @@ def query(
         return [(snap.id, snap.to_dict()) for snap in q.limit(limit).stream()]
 
 
-def list_children(parent: str, collection: str, limit: int) -> list[Doc]:
+def page(rows: list[tuple[str, Any]], page_size: int) -> tuple[list[Any], str | None]:
+    """One page of a query asked for ``page_size + 1`` rows: the documents, and the next page's token."""
+    shown = rows[:page_size]
+    return [doc for _, doc in shown], (shown[-1][0] if len(rows) > page_size else None)
+
+
+def list_children(parent: str, collection: str, limit: int) -> list[Any]:
     """Every document of a subcollection, in document-ID order (bounded by ``limit``)."""
     db = client()
     with faults_as_unavailable():

@@ -16,8 +16,9 @@ accepted, nothing looser:
   skew both ways.
 
 Header and claims are strict JSON objects: a duplicate member is refused.
-Every failure is the same ``401`` with the same text: no oracle tells a bad
-signature from an expired token. The header is checked first (it names the
+Every failure raises the same plain ``errors.TokenRefused`` (which the HTTP
+layer answers as one ``401`` with one text): no oracle tells a bad signature
+from an expired token. The header is checked first (it names the
 key), then the signature, and only then are the claims parsed: unsigned
 claims never reach a parser.
 
@@ -37,17 +38,13 @@ import base64
 import binascii
 import itertools
 import json
-import logging
 import re
 import secrets
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from shared import crypto, errors, ids
-from shared.config import ConfigError
-
-log = logging.getLogger("agentpack")
+from shared import crypto, errors, ids, strictjson
 
 ALG = "EdDSA"
 TYP = "agentpack-cap+jwt"
@@ -81,21 +78,6 @@ _CANONICAL_CLAIMS = re.compile(
 _CLAIM_GROUPS = tuple(_CANONICAL_CLAIMS.groupindex[name] for name in ("sub", "scope", "iat", "exp", "jti", "nbf"))
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found = dict(pairs)
-    if len(found) != len(pairs):
-        raise ValueError("duplicate member")
-    return found
-
-
-def _constant(name: str) -> Any:
-    raise ValueError("NaN and Infinity are not JSON")
-
-
-# One prebuilt strict decoder (json.loads with a hook would build a new one per call).
-_JSON = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant)
-
-
 _a2b = binascii.a2b_base64
 
 
@@ -107,12 +89,6 @@ def _b64decode(segment: str) -> bytes:
     (``binascii.Error``, a ``ValueError``).
     """
     return _a2b(segment.replace("-", "+").replace("_", "/") + "=" * (-len(segment) % 4), strict_mode=True)
-
-
-def _json_object(data: bytes | str) -> dict[str, Any] | None:
-    """The JSON object of ``data`` with no duplicate member anywhere, or None (or a ValueError)."""
-    found = _JSON.decode(data.decode("utf-8") if isinstance(data, bytes) else data)
-    return found if type(found) is dict else None
 
 
 def b64encode(data: bytes) -> str:
@@ -139,7 +115,7 @@ class KeySet(Mapping[str, crypto.Verifier]):
     __slots__ = ("_by_header", "_public_keys", "_verifiers")
 
     def __init__(self, public_keys: Mapping[str, bytes]) -> None:
-        """Keys by kid, raw 32 bytes each. Raises ConfigError for a bad kid or a key that is not strict."""
+        """Keys by kid, raw 32 bytes each. Raises ``errors.ConfigRefused`` for a bad kid or a key that is not strict."""
         verifiers: dict[str, crypto.Verifier] = {}
         for kid, raw in public_keys.items():
             if not isinstance(kid, str) or KID.fullmatch(kid) is None:
@@ -165,10 +141,10 @@ class KeySet(Mapping[str, crypto.Verifier]):
     def from_json(cls, text: str) -> KeySet:
         """``{"<kid>": "<base64url of a raw 32-byte public key>"}``: AGENTPACK_CAPABILITY_PUBLIC_KEYS."""
         try:
-            listed = _JSON.decode(text)
-        except (ValueError, RecursionError):
+            listed = strictjson.object_of(text)
+        except ValueError:
             raise _refuse("not a JSON object without duplicate kids") from None
-        if not isinstance(listed, dict):
+        if listed is None:
             raise _refuse("not a JSON object")
         public_keys: dict[str, bytes] = {}
         for kid, encoded in listed.items():
@@ -199,9 +175,8 @@ class KeySet(Mapping[str, crypto.Verifier]):
         return f"KeySet(kids={sorted(self._verifiers)!r})"
 
 
-def _refuse(reason: str) -> ConfigError:
-    log.error("capability public keys refused: %s", reason)
-    return ConfigError()
+def _refuse(reason: str) -> errors.ConfigRefused:
+    return errors.ConfigRefused(f"capability public keys: {reason}")
 
 
 class Capability(NamedTuple):
@@ -227,11 +202,12 @@ class Capability(NamedTuple):
         return datetime.fromtimestamp(self.exp, UTC)
 
 
+_INVALID = "invalid capability token"  # one text for every refusal
 _Claims = tuple[str, str, int, int, str, int | None]  # sub, scope, iat, exp, jti, nbf: types and forms checked
 
 
 def verify(token: str, keys: KeySet, *, now: datetime, max_ttl_seconds: int = DEFAULT_MAX_TTL_SECONDS) -> Capability:
-    """The capability of a valid token; anything else raises ``Unauthenticated``, one text for all.
+    """The capability of a valid token; anything else raises ``errors.TokenRefused``, one kind for all.
 
     ``now`` should be timezone-aware; a naive datetime is taken as UTC. Reads no datastore.
     """
@@ -245,25 +221,25 @@ def verify(token: str, keys: KeySet, *, now: datetime, max_ttl_seconds: int = DE
         or "+" in token
         or "/" in token
     ):
-        raise errors.Unauthenticated()
+        raise errors.TokenRefused(_INVALID)
     header_end = token.find(".")
     signed_end = token.find(".", header_end + 1)
     if header_end < 0 or signed_end < 0 or token.find(".", signed_end + 1) >= 0:
-        raise errors.Unauthenticated()  # not exactly three segments
+        raise errors.TokenRefused(_INVALID)  # not exactly three segments
     signature = token[signed_end + 1 :]
     if len(signature) != _SIGNATURE_LENGTH or signature[-1] not in _SIGNATURE_LAST:
-        raise errors.Unauthenticated()
+        raise errors.TokenRefused(_INVALID)
     header = token[:header_end]
     try:
         verifier = keys._by_header.get(header) or _header_verifier(header, keys)
         # _b64decode inlined on the hot path (86 characters always need "==").
         decoded = _a2b(signature.replace("-", "+").replace("_", "/") + "==", strict_mode=True)
         if verifier is None or not verifier(token[:signed_end].encode("ascii"), decoded):
-            raise errors.Unauthenticated()
+            raise errors.TokenRefused(_INVALID)
         # Only signed claims are ever parsed.
         text = _b64decode(token[header_end + 1 : signed_end]).decode("utf-8")
     except ValueError:
-        raise errors.Unauthenticated() from None
+        raise errors.TokenRefused(_INVALID) from None
     canonical = _CANONICAL_CLAIMS.fullmatch(text)
     if canonical is not None:
         sub, scope, iat_text, exp_text, jti, nbf_text = canonical.group(*_CLAIM_GROUPS)
@@ -272,7 +248,7 @@ def verify(token: str, keys: KeySet, *, now: datetime, max_ttl_seconds: int = DE
     else:
         claims = _parse_claims(text)
         if claims is None:
-            raise errors.Unauthenticated()
+            raise errors.TokenRefused(_INVALID)
         sub, scope, iat, exp, jti, nbf = claims
     # Time: a life of 1 to max_ttl_seconds, and SKEW_SECONDS of clock skew both ways.
     current = (now if now.tzinfo is not None else now.replace(tzinfo=UTC)).timestamp()
@@ -282,19 +258,19 @@ def verify(token: str, keys: KeySet, *, now: datetime, max_ttl_seconds: int = DE
         or iat > current + SKEW_SECONDS
         or (nbf is not None and nbf > current + SKEW_SECONDS)
     ):
-        raise errors.Unauthenticated()
+        raise errors.TokenRefused(_INVALID)
     routes = scope.split(" ")
     scopes = frozenset(routes)
     if len(scopes) != len(routes):
-        raise errors.Unauthenticated()  # a route named twice
+        raise errors.TokenRefused(_INVALID)  # a route named twice
     return Capability(sub, scopes, jti, iat, exp)
 
 
 def _header_verifier(segment: str, keys: KeySet) -> crypto.Verifier | None:
     """The general path for a header: strict JSON with exactly alg, typ and a known kid."""
     try:
-        header = _json_object(_b64decode(segment))
-    except RecursionError:
+        header = strictjson.object_of(_b64decode(segment))
+    except ValueError:
         return None
     if header is None or len(header) != 3 or header.get("alg") != ALG or header.get("typ") != TYP:
         return None
@@ -305,8 +281,8 @@ def _header_verifier(segment: str, keys: KeySet) -> crypto.Verifier | None:
 def _parse_claims(text: str) -> _Claims | None:
     """The general path for claims: any member order and JSON spacing, strict JSON, every claim checked."""
     try:
-        claims = _json_object(text)
-    except (ValueError, RecursionError):
+        claims = strictjson.object_of(text)
+    except ValueError:
         return None
     if claims is None:
         return None

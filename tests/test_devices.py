@@ -15,7 +15,7 @@ from tests.conftest import BRIDGE_KEY
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
 ISSUE_FIELDS = {"key_id", "agent_id", "device_key", "label", "created_at", "expires_at"}
-LIST_FIELDS = {"key_id", "label", "created_at", "expires_at", "revoked_at"}
+LIST_FIELDS = {"key_id", "label", "created_at", "expires_at", "revoked_at", "replaced_by"}
 KEY_ID = re.compile(r"dk_[0-9A-Za-z]{44}")
 DEVICE_KEY = re.compile(r"apkd_[0-9A-Za-z]{44}[0-9A-Za-z]{43}[0-9A-Za-z]{6}")
 NOT_FOUND = b'{"error":"not_found","error_description":"No such object."}'
@@ -215,6 +215,7 @@ def test_list_shows_every_key_without_any_secret(api, frozen_clock):
         "created_at": stamp(T0),
         "expires_at": None,
         "revoked_at": None,
+        "replaced_by": None,
     }
     assert by_id[short["key_id"]]["expires_at"] == stamp(at(120))
     assert by_id[short["key_id"]]["revoked_at"] is None
@@ -223,6 +224,15 @@ def test_list_shows_every_key_without_any_secret(api, frozen_clock):
         assert made["device_key"].encode() not in answer.data
         assert keys.hash_key(made["device_key"]).encode() not in answer.data
     assert b"hash" not in answer.data and b"device_key" not in answer.data
+
+
+def test_list_names_the_key_that_replaced_a_rotated_one(api):
+    agent_id = api.new_agent()
+    old = api.new_key(agent_id)
+    new = api.new_key(agent_id, replaces_key_id=old["key_id"])
+    listed = {k["key_id"]: k for k in api.bridge("device/list", {"agent_id": agent_id}).get_json()["keys"]}
+    assert listed[old["key_id"]]["replaced_by"] == new["key_id"]
+    assert listed[new["key_id"]]["replaced_by"] is None
 
 
 def test_agent_lists_only_its_own_keys_whatever_agent_id_it_sends(api):

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from scripts import reseal
-from shared import config, keys, store
-from shared import secrets as vault
+from shared import config, keys, records, store
 from tests.conftest import BRIDGE_KEY, DEV_ENV, Api
 from tests.fake_secret_manager import FakeSecretManager
 from tests.test_delegations import token_for
@@ -142,10 +141,10 @@ def test_a_transplanted_ciphertext_fails_closed_and_is_audited(api: Api, agent: 
     put(api, other_key, "theirs", "decoy")
     put(api, key, "elsewhere", "decoy")
     db = store.client()
-    sealed = stored(vault.path(agent_id, "mine"))
+    sealed = stored(records.secret_path(agent_id, "mine"))
     for target_agent, target_key, name in ((other, other_key, "theirs"), (agent_id, key, "elsewhere")):
-        record = stored(vault.path(target_agent, name))
-        db.document(vault.path(target_agent, name)).set(
+        record = stored(records.secret_path(target_agent, name))
+        db.document(records.secret_path(target_agent, name)).set(
             {**record, "nonce": sealed["nonce"], "ciphertext": sealed["ciphertext"]}
         )
         answer = api.device(target_key, "secrets/get", {"name": name})
@@ -163,7 +162,7 @@ def test_a_copied_whole_record_fails_too(api: Api, agent: tuple[str, str]) -> No
     other_key = api.new_key(other)["device_key"]
     put(api, key, "mine", "the-plaintext")
     db = store.client()
-    db.document(vault.path(other, "mine")).set(stored(vault.path(agent_id, "mine")))
+    db.document(records.secret_path(other, "mine")).set(stored(records.secret_path(agent_id, "mine")))
     answer = api.device(other_key, "secrets/get", {"name": "mine"})
     assert answer.status_code == 503 and "the-plaintext" not in answer.get_data(as_text=True)
 
@@ -198,7 +197,7 @@ def use_keys(monkeypatch: pytest.MonkeyPatch, **versions: str) -> None:
 
 
 def key_version_of(agent_id: str, name: str) -> int:
-    return int(stored(vault.path(agent_id, name))["key_version"])
+    return int(stored(records.secret_path(agent_id, name))["key_version"])
 
 
 def test_key_rotation_reseal_and_retirement(
@@ -245,7 +244,7 @@ def test_reseal_resumes_after_a_given_record(
     for name in ("a", "b", "c"):
         put(api, key, name, name)
     use_keys(monkeypatch, v1=FIRST_KEY, v2=SECOND_KEY)
-    assert reseal.main(["--after", vault.path(agent_id, "a")]) == 0
+    assert reseal.main(["--after", records.secret_path(agent_id, "a")]) == 0
     assert [key_version_of(agent_id, n) for n in "abc"] == [1, 2, 2]
 
 

@@ -96,10 +96,12 @@ def ok(token: str, keys: tokens.KeySet = KEYS, now: datetime = NOW, max_ttl_seco
 
 
 def refused(token: Any, keys: tokens.KeySet = KEYS, now: datetime = NOW, max_ttl_seconds: int = 300) -> None:
-    with pytest.raises(errors.Unauthenticated) as caught:
+    with pytest.raises(errors.TokenRefused) as caught:
         tokens.verify(token, keys, now=now, max_ttl_seconds=max_ttl_seconds)
-    assert caught.value.status == 401
-    assert caught.value.description == errors.Unauthenticated.default_description  # one text for all
+    assert type(caught.value) is errors.TokenRefused
+    assert caught.value.reason == "invalid capability token"  # one text for all: no oracle
+    answer = errors.wire(caught.value)
+    assert (answer.status, answer.code) == (401, "unauthenticated")
 
 
 def with_signature(token: str, signature: bytes) -> str:
@@ -647,9 +649,9 @@ def test_small_order_points_are_not_strict_keys(point: str) -> None:
     assert not crypto.public_key_is_strict(raw)
     with pytest.raises(ValueError):
         crypto.verifier(raw)
-    with pytest.raises(config.ConfigError):
+    with pytest.raises(errors.ConfigRefused):
         tokens.KeySet.from_json(json.dumps({"k1": b64(raw)}))
-    with pytest.raises(config.ConfigError):
+    with pytest.raises(errors.ConfigRefused):
         tokens.KeySet.from_json(json.dumps({"k1": b64(PUBLIC), "k2": b64(raw)}))  # one bad key refuses them all
 
 
@@ -671,7 +673,7 @@ def test_non_canonical_encodings_are_not_strict_keys() -> None:
 @pytest.mark.parametrize("raw", [b"", PUBLIC[:31], PUBLIC + b"\x00", PUBLIC * 2])
 def test_keys_of_the_wrong_length_are_refused(raw: bytes) -> None:
     assert not crypto.public_key_is_strict(raw)
-    with pytest.raises(config.ConfigError):
+    with pytest.raises(errors.ConfigRefused):
         tokens.KeySet.from_json(json.dumps({"k1": b64(raw)}))
 
 
@@ -704,9 +706,9 @@ def test_keys_of_the_wrong_length_are_refused(raw: bytes) -> None:
     ],
 )
 def test_a_malformed_key_set_is_refused(text: str) -> None:
-    with pytest.raises(config.ConfigError) as caught:
+    with pytest.raises(errors.ConfigRefused) as caught:
         tokens.KeySet.from_json(text)
-    assert isinstance(caught.value, errors.Unavailable) and caught.value.status == 503
+    assert errors.wire(caught.value).status == 503
 
 
 def test_standard_base64_with_plus_or_slash_is_refused() -> None:
@@ -716,7 +718,7 @@ def test_standard_base64_with_plus_or_slash_is_refused() -> None:
             break
     else:
         pytest.fail("no key with + or / in its standard base64 among 200")
-    with pytest.raises(config.ConfigError):
+    with pytest.raises(errors.ConfigRefused):
         tokens.KeySet.from_json(json.dumps({"k1": encoded.rstrip("=")}))
 
 
@@ -741,7 +743,7 @@ def test_config_builds_the_key_set_and_refuses_a_bad_one(monkeypatch: pytest.Mon
     assert keys is not None and ok(forge(), keys).agent_id == AGENT
     monkeypatch.setenv("AGENTPACK_CAPABILITY_PUBLIC_KEYS", json.dumps({"k1": "A" * 43}))
     config.reset()
-    with pytest.raises(config.ConfigError):
+    with pytest.raises(errors.ConfigRefused):
         config.capability_keys()
 
 

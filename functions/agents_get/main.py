@@ -5,6 +5,6 @@ from shared import agents, credentials, http
 
 @http.endpoint("agents/get")
 def agents_get(call: http.Call) -> http.Reply:
-    principal = credentials.resolve(call.headers, call.route)
+    principal = credentials.resolve(call)
     body = call.body(agents.GetAgent)
     return http.reply(200, agents.get(principal.subject(body.agent_id), principal))

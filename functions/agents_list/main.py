@@ -5,7 +5,7 @@ from shared import agents, credentials, http
 
 @http.endpoint("agents/list")
 def agents_list(call: http.Call) -> http.Reply:
-    principal = credentials.resolve(call.headers, call.route)
+    principal = credentials.resolve(call)
     principal.require_bridge()
     body = call.body(agents.ListAgents)
     return http.reply(200, agents.list_agents(body))

@@ -5,7 +5,7 @@ from shared import capabilities, credentials, http
 
 @http.endpoint("capability/record")
 def capability_record(call: http.Call) -> http.Reply:
-    principal = credentials.resolve(call.headers, call.route)
+    principal = credentials.resolve(call)
     principal.require_bridge()
     body = call.body(capabilities.Record)
-    return http.reply(201, capabilities.record(body, principal, call.request_id))
+    return http.reply(201, capabilities.record(body, principal))

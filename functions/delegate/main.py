@@ -5,8 +5,8 @@ from shared import credentials, delegations, http
 
 @http.endpoint("delegate")
 def delegate(call: http.Call) -> http.Reply:
-    principal = credentials.resolve(call.headers, call.route)
+    principal = credentials.resolve(call)
     principal.require_agent()
     principal.require_full_credential()
     body = call.body(delegations.Grant)
-    return http.reply(201, delegations.grant(body, principal, call.request_id))
+    return http.reply(201, delegations.grant(body, principal))

@@ -5,7 +5,7 @@ from shared import credentials, delegations, http
 
 @http.endpoint("delegate/revoke")
 def delegate_revoke(call: http.Call) -> http.Reply:
-    principal = credentials.resolve(call.headers, call.route)
+    principal = credentials.resolve(call)
     principal.require_full_credential()
     body = call.body(delegations.Revoke)
-    return http.reply(200, delegations.revoke(body, principal, call.request_id))
+    return http.reply(200, delegations.revoke(body, principal))

@@ -5,8 +5,8 @@ from shared import credentials, devices, http
 
 @http.endpoint("device/issue")
 def device_issue(call: http.Call) -> http.Reply:
-    principal = credentials.resolve(call.headers, call.route)
+    principal = credentials.resolve(call)
     principal.require_full_credential()
     body = call.body(devices.IssueKey)
     agent_id = principal.subject(body.agent_id)
-    return http.reply(201, devices.issue(body, agent_id, principal, call.request_id))
+    return http.reply(201, devices.issue(body, agent_id, principal))

@@ -5,6 +5,6 @@ from shared import credentials, devices, http
 
 @http.endpoint("device/list")
 def device_list(call: http.Call) -> http.Reply:
-    principal = credentials.resolve(call.headers, call.route)
+    principal = credentials.resolve(call)
     body = call.body(devices.ListKeys)
     return http.reply(200, devices.list_keys(principal.subject(body.agent_id), principal))

@@ -5,7 +5,7 @@ from shared import credentials, devices, http
 
 @http.endpoint("device/revoke")
 def device_revoke(call: http.Call) -> http.Reply:
-    principal = credentials.resolve(call.headers, call.route)
+    principal = credentials.resolve(call)
     principal.require_full_credential()
     body = call.body(devices.RevokeKey)
-    return http.reply(200, devices.revoke(body, principal, call.request_id))
+    return http.reply(200, devices.revoke(body, principal))

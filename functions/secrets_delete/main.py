@@ -5,6 +5,6 @@ from shared import credentials, http, secrets
 
 @http.endpoint("secrets/delete")
 def secrets_delete(call: http.Call) -> http.Reply:
-    principal = credentials.resolve(call.headers, call.route, secrets.agent_only)
+    principal = credentials.resolve(call, agent_record=True)
     body = call.body(secrets.Delete)
-    return http.reply(200, secrets.delete(body, principal, call.request_id))
+    return http.reply(200, secrets.delete(body, principal))

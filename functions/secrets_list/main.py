@@ -5,6 +5,6 @@ from shared import credentials, http, secrets
 
 @http.endpoint("secrets/list")
 def secrets_list(call: http.Call) -> http.Reply:
-    principal = credentials.resolve(call.headers, call.route, secrets.agent_only)
+    principal = credentials.resolve(call, agent_record=True)
     call.body(secrets.ListSecrets)
     return http.reply(200, secrets.list_names(principal))

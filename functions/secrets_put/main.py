@@ -5,6 +5,6 @@ from shared import credentials, http, secrets
 
 @http.endpoint("secrets/put")
 def secrets_put(call: http.Call) -> http.Reply:
-    principal = credentials.resolve(call.headers, call.route, secrets.agent_only)
+    principal = credentials.resolve(call, agent_record=True)
     body = call.body(secrets.Put)
-    return http.reply(200, secrets.put(body, principal, call.request_id))
+    return http.reply(200, secrets.put(body, principal))

@@ -5,6 +5,6 @@ from shared import credentials, http, settings
 
 @http.endpoint("settings/list")
 def settings_list(call: http.Call) -> http.Reply:
-    credentials.resolve(call.headers, call.route)
+    credentials.resolve(call)
     call.body(settings.ListSettings)
     return http.reply(200, {"settings": settings.current()})
