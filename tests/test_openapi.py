@@ -22,7 +22,7 @@ from werkzeug.test import Client
 
 from scripts.functions_index import all_functions
 from shared import answers, audit, clock, delegations, openapi, settings, tokens
-from tests.conftest import ROOT, Api, function_client
+from tests.conftest import BRIDGE_KEY, ROOT, Api, function_client
 
 DEV_SEED = base64.urlsafe_b64decode((ROOT / "emulator-config/dev-capability-signing.key").read_text().strip() + "=")
 SERVED = {function.route: function for function in all_functions()}
@@ -221,6 +221,40 @@ def test_error_answers_fit_the_error_body(api: Api, document: dict[str, Any]) ->
         answers.ErrorBody.model_validate_json(answer.get_data(), strict=True)
         operation = document["paths"]["/agents/get"]["post"]
         assert str(answer.status_code) in operation["responses"]
+
+
+# The secrets routes that name a secret check the body before refusing the bridge key: give them a valid one.
+BODIES = {"secrets/put": {"name": "n", "value": "v"}, "secrets/get": {"name": "n"}, "secrets/delete": {"name": "n"}}
+
+
+def test_who_may_call_each_route_is_what_the_document_says(api: Api) -> None:
+    """Each credential alone (and a delegation beside a device key or token): refused with 403 exactly
+    where the route's security requirements leave it out. Allowed callers get past the credential
+    checks, to an answer or a body error, never 401 or 403."""
+    alice, bob = api.new_agent("alice"), api.new_agent("bob")
+    alice_key, bob_key = api.new_key(alice)["device_key"], api.new_key(bob)["device_key"]
+    every_route = [route.path for route in openapi.ROUTES if route.method == "POST"]
+    granted = api.device(
+        alice_key, "delegate", {"to_agent": bob, "scope": list(delegations.DELEGABLE_ROUTES), "ttl_seconds": 600}
+    )
+    delegation = {"x-agentpack-delegation": granted.get_json()["delegation_id"]}
+    credentials = {
+        (openapi.BRIDGE,): {"x-agentpack-key": BRIDGE_KEY},
+        (openapi.DEVICE,): {"x-agentpack-device-key": alice_key},
+        (openapi.CAPABILITY,): {"authorization": "Bearer " + _token(alice, every_route)},
+        (openapi.DEVICE, openapi.DELEGATION): {"x-agentpack-device-key": bob_key, **delegation},
+        (openapi.CAPABILITY, openapi.DELEGATION): {"authorization": "Bearer " + _token(bob, every_route), **delegation},
+    }
+    wrong = []
+    for route in openapi.ROUTES:
+        if route.method != "POST":
+            continue
+        for schemes, headers in credentials.items():
+            status = api.call(route.path, BODIES.get(route.path, {}), headers).status_code
+            allowed = schemes in route.security
+            if status == 401 or (status == 403) == allowed:
+                wrong.append((route.path, schemes, status))
+    assert wrong == [], wrong
 
 
 # --- the function serving it ----------------------------------------------------------------
