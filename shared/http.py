@@ -112,8 +112,8 @@ def _respond(result: Reply, request_id: str) -> flask.Response:
     return response
 
 
-def _error_reply(error: errors.ApiError) -> Reply:
-    headers = {"Allow": "POST"} if isinstance(error, errors.MethodNotAllowed) else {}
+def _error_reply(error: errors.ApiError, method: str) -> Reply:
+    headers = {"Allow": method} if isinstance(error, errors.MethodNotAllowed) else {}
     if isinstance(error, errors.Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="agentpack"'
     return Reply(error.status, error.body(), headers)
@@ -132,7 +132,7 @@ def endpoint(route: str, *, method: str = "POST") -> Callable[[Pipeline], Handle
             request_id = _request_id(request)
             try:
                 if request.method != method:
-                    raise errors.MethodNotAllowed()
+                    raise errors.MethodNotAllowed(f"This route answers {method} only.")
                 raw = _read_body(request) if method == "POST" else b""
                 result = pipeline(Call(route, request_id, _headers(request), raw))
             except errors.Refused as refusal:
@@ -142,7 +142,7 @@ def endpoint(route: str, *, method: str = "POST") -> Callable[[Pipeline], Handle
             except errors.ApiError as error:
                 if error.status >= 500:
                     log.warning("route=%s request_id=%s answered %s", route, request_id, error.code)
-                result = _error_reply(error)
+                result = _error_reply(error, method)
             except Exception as exc:  # noqa: BLE001 - the one place a bug becomes a bare 500
                 frame = exc.__traceback__
                 while frame is not None and frame.tb_next is not None:
@@ -150,7 +150,7 @@ def endpoint(route: str, *, method: str = "POST") -> Callable[[Pipeline], Handle
                 where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
                 name = type(exc).__name__
                 log.error("route=%s request_id=%s internal error %s at %s", route, request_id, name, where)
-                result = _error_reply(errors.Internal())
+                result = _error_reply(errors.Internal(), method)
             return _respond(result, request_id)
 
         handle.route = route  # type: ignore[attr-defined]

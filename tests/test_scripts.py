@@ -41,7 +41,7 @@ def test_each_staged_function_stands_alone(tmp_path: Path) -> None:
         "assert not any('work/main' in p and 'build' not in p and 'site-packages' not in p for p in sys.path[1:])\n"
         "from functions_framework import create_app\n"
         "client = create_app(target=sys.argv[1], source='main.py').test_client()\n"
-        "answer = client.post('/', json={})\n"
+        "answer = client.post('/', json={}) if sys.argv[2] == 'POST' else client.get('/')\n"
         "print(answer.status_code, json.dumps(answer.get_json()))\n"
     )
     for function in all_functions():
@@ -50,10 +50,15 @@ def test_each_staged_function_stands_alone(tmp_path: Path) -> None:
         assert not (folder / "tests").exists()
         env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
         result = subprocess.run(
-            [PYTHON, "-c", probe, function.name], cwd=folder, env=env, capture_output=True, text=True, timeout=60
+            [PYTHON, "-c", probe, function.name, function.method],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.returncode == 0, result.stderr[-2000:]
-        assert result.stdout.startswith("401 "), (function.name, result.stdout)
+        assert result.stdout.startswith("401 " if function.method == "POST" else "200 "), (function.name, result.stdout)
 
 
 def test_staging_bundles_checked_capability_keys(tmp_path: Path) -> None:

@@ -1,0 +1,289 @@
+"""The answers of every route, as pydantic models: what the domain code returns, field for field.
+
+Nothing on a request's path builds these; they exist so the OpenAPI document
+(``shared.openapi``) is generated from models, and so the tests can validate
+every real answer against them with unknown fields refused (drift either way
+fails). Times are RFC 3339 UTC strings to the second; absent optional values
+are ``null``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared import settings
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+
+
+Timestamp = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$",
+        json_schema_extra={"format": "date-time"},
+        description="RFC 3339, UTC, whole seconds.",
+    ),
+]
+AgentId = Annotated[str, Field(pattern=r"^agt_[0-9A-Za-z]{22}$")]
+KeyId = Annotated[str, Field(pattern=r"^dk_[0-9A-Za-z]{44}$")]
+DelegationId = Annotated[str, Field(pattern=r"^dlg_[0-9A-Za-z]{44}$")]
+EventId = Annotated[str, Field(pattern=r"^evt_[0-9]{13}[0-9A-Za-z]{10}$")]
+# DelegableRoute and AuditAction repeat delegations.DELEGABLE_ROUTES and audit.ACTIONS; a test keeps them in step.
+DelegableRoute = Literal["secrets/get", "secrets/put", "secrets/list", "secrets/delete"]
+AuditAction = Literal[
+    "agent.create",
+    "agent.update",
+    "device.issue",
+    "device.rotate",
+    "device.revoke",
+    "delegation.grant",
+    "delegation.revoke",
+    "secret.put",
+    "secret.delete",
+    "secret.integrity_failure",
+    "secret.reseal",
+    "setting.set",
+    "capability.record",
+]
+ErrorCode = Literal[
+    "invalid_request",
+    "ambiguous_credentials",
+    "unauthenticated",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "payload_too_large",
+    "unsupported_media_type",
+    "rate_limited",
+    "unavailable",
+    "internal",
+]
+
+
+class ErrorBody(Answer):
+    """Every error answer. The description is fixed text: it never echoes input, a key or a secret."""
+
+    error: ErrorCode
+    error_description: str
+
+
+# --- agents -------------------------------------------------------------------------------
+
+
+class Agent(Answer):
+    agent_id: AgentId
+    display_name: str
+    tenant_id: str
+    created_at: Timestamp
+    disabled: bool
+
+
+class AgentPage(Answer):
+    agents: list[Agent]
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last page.")
+
+
+# --- device keys ----------------------------------------------------------------------------
+
+
+class IssuedKey(Answer):
+    key_id: KeyId
+    agent_id: AgentId
+    device_key: str = Field(
+        pattern=r"^apkd_[0-9A-Za-z]{93}$", description="The key itself: shown in this answer only, never again."
+    )
+    label: str | None
+    created_at: Timestamp
+    expires_at: Timestamp | None = Field(description="null: the key does not expire.")
+
+
+class RevokedKey(Answer):
+    key_id: KeyId
+    revoked_at: Timestamp = Field(description="When the key was first revoked.")
+
+
+class DeviceKey(Answer):
+    key_id: KeyId
+    label: str | None
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    revoked_at: Timestamp | None
+
+
+class DeviceKeyList(Answer):
+    keys: list[DeviceKey] = Field(description="Oldest first, revoked and expired keys included; at most 1,000.")
+
+
+# --- delegations ----------------------------------------------------------------------------
+
+
+class Delegation(Answer):
+    delegation_id: DelegationId
+    from_agent: AgentId
+    to_agent: AgentId
+    scope: list[DelegableRoute]
+    created_at: Timestamp
+    expires_at: Timestamp
+
+
+class ListedDelegation(Delegation):
+    revoked_at: Timestamp | None
+
+
+class DelegationLists(Answer):
+    granted: list[ListedDelegation] = Field(description="Made by the caller; expired and revoked ones included.")
+    received: list[ListedDelegation] = Field(description="Addressed to the caller; expired and revoked ones included.")
+
+
+class RevokedDelegation(Answer):
+    delegation_id: DelegationId
+    revoked_at: Timestamp = Field(description="When the delegation was first revoked.")
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+class SecretVersion(Answer):
+    name: str
+    version: int = Field(ge=1)
+    updated_at: Timestamp
+
+
+class SecretValue(SecretVersion):
+    value: str
+
+
+class SecretList(Answer):
+    secrets: list[SecretVersion] = Field(description="By name; never values.")
+
+
+class SecretDeleted(Answer):
+    name: str
+    deleted: Literal[True]
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def _setting(key: str) -> Any:
+    rule = settings.ALLOW_LIST[key]
+    return Field(ge=rule.minimum, le=rule.maximum, description=f"Default {rule.default}.")
+
+
+class SettingValues(Answer):
+    """Every allow-listed setting, with its stored value or its default."""
+
+    delegation_max_ttl_seconds: Annotated[int, _setting("delegation_max_ttl_seconds")]
+    device_key_max_active: Annotated[int, _setting("device_key_max_active")]
+    rotation_grace_seconds: Annotated[int, _setting("rotation_grace_seconds")]
+    secret_max_bytes: Annotated[int, _setting("secret_max_bytes")]
+    audit_retention_days: Annotated[int, _setting("audit_retention_days")]
+
+
+class SettingList(Answer):
+    settings: SettingValues
+
+
+class SettingChanged(Answer):
+    key: str
+    value: int
+    updated_at: Timestamp
+
+
+# --- capability tokens ----------------------------------------------------------------------
+
+
+class CapabilityRecorded(Answer):
+    jti: str
+    recorded_at: Timestamp
+
+
+# --- audit ----------------------------------------------------------------------------------
+
+
+class Actor(Answer):
+    kind: Literal["bridge", "agent"]
+    agent_id: AgentId | None = Field(None, description="The agent holding the credential; absent for the bridge.")
+    on_behalf_of: AgentId | None = Field(None, description="The grantor, when the request used a delegation.")
+
+
+class AgentTarget(Answer):
+    kind: Literal["agent"]
+    agent_id: AgentId
+    tenant_id: str | None = Field(None, description="On agent.create.")
+    changes: list[Literal["display_name", "disabled"]] | None = Field(None, description="On agent.update.")
+
+
+class DeviceKeyTarget(Answer):
+    kind: Literal["device_key"]
+    key_id: KeyId
+    agent_id: AgentId
+    replaces_key_id: KeyId | None = Field(None, description="On device.rotate: the key replaced.")
+
+
+class DelegationTarget(Answer):
+    kind: Literal["delegation"]
+    delegation_id: DelegationId
+    agent_id: AgentId = Field(description="The grantee.")
+    from_agent: AgentId = Field(description="The grantor.")
+    scope: list[DelegableRoute] | None = Field(None, description="On delegation.grant.")
+
+
+class SecretTarget(Answer):
+    kind: Literal["secret"]
+    agent_id: AgentId
+    name: str
+    version: int | None = Field(None, description="Absent on secret.integrity_failure.")
+    key_version: int | None = Field(None, description="On secret.reseal: the key version now sealing it.")
+    previous_key_version: int | None = Field(None, description="On secret.reseal.")
+
+
+class SettingTarget(Answer):
+    kind: Literal["setting"]
+    key: str
+    previous: int
+    value: int
+
+
+class CapabilityTarget(Answer):
+    kind: Literal["capability"]
+    jti: str
+    agent_id: AgentId
+    kid: str
+    scope: str
+
+
+AuditTarget = Annotated[
+    AgentTarget | DeviceKeyTarget | DelegationTarget | SecretTarget | SettingTarget | CapabilityTarget,
+    Field(discriminator="kind"),
+]
+
+
+class AuditEvent(Answer):
+    event_id: EventId
+    at: Timestamp
+    category: Literal["auth"]
+    action: AuditAction
+    actor: Actor
+    target: AuditTarget
+    request_id: str = Field(description="The x-request-id of the request that wrote the event.")
+
+
+class AuditPage(Answer):
+    events: list[AuditEvent] = Field(description="Newest first.")
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last page.")
+
+
+# --- the OpenAPI document itself ------------------------------------------------------------
+
+
+class OpenApiDocument(Answer):
+    openapi: Literal["3.1.0"]
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any]
