@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import settings
+from shared import allowlist
 
 
 class Answer(BaseModel):
@@ -113,6 +113,9 @@ class DeviceKey(Answer):
     created_at: Timestamp
     expires_at: Timestamp | None
     revoked_at: Timestamp | None
+    replaced_by: KeyId | None = Field(
+        description="The key that replaced this one by rotation (it then lives out its grace window), or null."
+    )
 
 
 class DeviceKeyList(Answer):
@@ -171,7 +174,7 @@ class SecretDeleted(Answer):
 
 
 def _setting(key: str) -> Any:
-    rule = settings.ALLOW_LIST[key]
+    rule = allowlist.ALLOW_LIST[key]
     return Field(ge=rule.minimum, le=rule.maximum, description=f"Default {rule.default}.")
 
 

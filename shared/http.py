@@ -138,7 +138,7 @@ def endpoint(route: str, *, method: str = "POST") -> Callable[[Pipeline], Handle
             except errors.Refused as refusal:
                 if isinstance(refusal, errors.ConfigRefused):  # logged here, once; never a token or body refusal
                     log.error("route=%s request_id=%s configuration refused: %s", route, request_id, refusal.reason)
-                result = _error_reply(errors.wire(refusal))
+                result = _error_reply(errors.wire(refusal), method)
             except errors.ApiError as error:
                 if error.status >= 500:
                     log.warning("route=%s request_id=%s answered %s", route, request_id, error.code)

@@ -7,7 +7,7 @@ and commit that an HTTP test cannot time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -22,10 +22,9 @@ class Request:
     headers: dict[str, list[str]]
     route: str = "secrets/put"
     request_id: str = "req-change-test"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _documents(collection: str) -> list[dict[str, Any]]:
+def _documents(collection: str) -> list[Any]:
     return [doc.to_dict() for doc in store.client().collection(collection).stream()]
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.test import Client
 
 from scripts.functions_index import all_functions
-from shared import answers, audit, clock, delegations, openapi, settings, tokens
+from shared import allowlist, answers, audit, clock, delegations, openapi, tokens
 from tests.conftest import BRIDGE_KEY, ROOT, Api, function_client
 
 DEV_SEED = base64.urlsafe_b64decode((ROOT / "emulator-config/dev-capability-signing.key").read_text().strip() + "=")
@@ -78,7 +78,7 @@ def test_validators_the_generator_does_not_know_are_refused() -> None:
 def test_literals_repeat_the_domain_lists() -> None:
     assert answers.DelegableRoute.__args__ == delegations.DELEGABLE_ROUTES  # type: ignore[attr-defined]
     assert answers.AuditAction.__args__ == audit.ACTIONS  # type: ignore[attr-defined]
-    assert set(answers.SettingValues.model_fields) == set(settings.ALLOW_LIST)
+    assert set(answers.SettingValues.model_fields) == set(allowlist.ALLOW_LIST)
 
 
 def _parsed_models(source: Path) -> set[str]:
@@ -334,7 +334,7 @@ def test_the_reference_covers_every_route_and_setting() -> None:
     reference = (ROOT / "docs/reference.md").read_text()
     for route in SERVED:
         assert f"`/{route}`" in reference, route
-    for key in settings.ALLOW_LIST:
+    for key in allowlist.ALLOW_LIST:
         assert f"`{key}`" in reference, key
     for action in audit.ACTIONS:
         assert f"`{action}`" in reference, action
