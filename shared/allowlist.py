@@ -25,6 +25,9 @@ ALLOW_LIST: dict[str, Setting] = {
     "rotation_grace_seconds": Setting(3600, 0, 604800),
     "secret_max_bytes": Setting(32768, 1, 49152),
     "audit_retention_days": Setting(400, 30, 3650),
+    "access_token_ttl_seconds": Setting(900, 60, 3600),
+    "refresh_token_ttl_seconds": Setting(2592000, 3600, 7776000),
+    "user_delegation_max_ttl_seconds": Setting(7776000, 3600, 31536000),
 }
 
 

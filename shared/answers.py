@@ -186,6 +186,9 @@ class SettingValues(Answer):
     rotation_grace_seconds: Annotated[int, _setting("rotation_grace_seconds")]
     secret_max_bytes: Annotated[int, _setting("secret_max_bytes")]
     audit_retention_days: Annotated[int, _setting("audit_retention_days")]
+    access_token_ttl_seconds: Annotated[int, _setting("access_token_ttl_seconds")]
+    refresh_token_ttl_seconds: Annotated[int, _setting("refresh_token_ttl_seconds")]
+    user_delegation_max_ttl_seconds: Annotated[int, _setting("user_delegation_max_ttl_seconds")]
 
 
 class SettingList(Answer):

@@ -13,6 +13,7 @@ class ApiError(Exception):
     code: str = "internal"
     status: int = 500
     default_description: str = "The server failed to answer this request."
+    challenge: str | None = None  # a WWW-Authenticate value, for 401 answers
 
     def __init__(self, description: str | None = None) -> None:
         self.description = description or self.default_description
@@ -36,6 +37,7 @@ class Unauthenticated(ApiError):
     code, status = "unauthenticated", 401
     # One text for missing, malformed, unknown, expired, revoked and disabled: no oracle.
     default_description = "A valid credential is required."
+    challenge = 'Bearer realm="agentpack"'
 
 
 class Forbidden(ApiError):
@@ -80,6 +82,66 @@ class Unavailable(ApiError):
 
 class Internal(ApiError):
     """A bug. Answered with no detail; the cause is logged without request data."""
+
+
+# ---------------------------------------------------------------- OAuth 2.0 (RFC 6749 §5.2, RFC 8628, RFC 8693)
+
+
+class InvalidClient(ApiError):
+    """Client authentication failed: one answer for every cause. Always 401 (RFC 6749 §5.2)."""
+
+    code, status = "invalid_client", 401
+    default_description = "Client authentication failed."
+
+    def __init__(self, description: str | None = None, *, basic: bool = False) -> None:
+        super().__init__(description)
+        # A client that used HTTP Basic is told so in the challenge (RFC 6749 §5.2).
+        self.challenge = 'Basic realm="agentpack"' if basic else None
+
+
+class InvalidGrant(ApiError):
+    code, status = "invalid_grant", 400
+    default_description = "The grant is invalid, expired, revoked or was issued to another client."
+
+
+class UnauthorizedClient(ApiError):
+    code, status = "unauthorized_client", 400
+    default_description = "This client may not use this grant or this token."
+
+
+class UnsupportedGrantType(ApiError):
+    code, status = "unsupported_grant_type", 400
+    default_description = "This grant type is not supported."
+
+
+class InvalidScope(ApiError):
+    code, status = "invalid_scope", 400
+    default_description = "The scope asked for exceeds what this client may have."
+
+
+class InvalidTarget(ApiError):
+    code, status = "invalid_target", 400
+    default_description = "The resource is not an acceptable audience."
+
+
+class AuthorizationPending(ApiError):
+    code, status = "authorization_pending", 400
+    default_description = "The user has not decided yet."
+
+
+class SlowDown(ApiError):
+    code, status = "slow_down", 400
+    default_description = "Polling too fast: wait longer between requests."
+
+
+class AccessDenied(ApiError):
+    code, status = "access_denied", 400
+    default_description = "The user denied the request."
+
+
+class ExpiredToken(ApiError):
+    code, status = "expired_token", 400
+    default_description = "The device code has expired."
 
 
 class ConfigError(Unavailable):

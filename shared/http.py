@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import secrets
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -27,6 +28,8 @@ log = logging.getLogger("agentpack")
 MAX_BODY_BYTES = 64 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 M = TypeVar("M", bound=schema.Body)
+F = TypeVar("F", bound=schema.Form)
+FORM = "application/x-www-form-urlencoded"
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,11 @@ class Call:
     def body(self, model: type[M]) -> M:
         return schema.parse(model, strictjson.body_object(self.raw_body))
 
+    def form(self, model: type[F]) -> F:
+        """An ``application/x-www-form-urlencoded`` body (RFC 6749 §3.2): a parameter sent twice is refused,
+        unknown ones are ignored, every value is text."""
+        return schema.parse(model, _form_object(self.raw_body))
+
     def peek(self, model: type[M]) -> M | None:
         """The body if it is valid, else None, without raising: only a hint for reads made before
         the credential is checked. The pipeline still calls ``body`` after the credential."""
@@ -62,14 +70,28 @@ def reply(status: int, body: Mapping[str, Any]) -> Reply:
     return Reply(status, body)
 
 
+def _form_object(raw: bytes) -> dict[str, str]:
+    try:
+        pairs = urllib.parse.parse_qsl(raw.decode("ascii"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise errors.InvalidRequest("body: not a valid form") from None
+    found: dict[str, str] = {}
+    for name, value in pairs:
+        if name in found:
+            where = name if strictjson.is_sane_field(name) else "a parameter"
+            raise errors.InvalidRequest(f"{where}: sent more than once")
+        found[name] = value
+    return found
+
+
 def _request_id(request: flask.Request) -> str:
     sent = request.headers.get("x-request-id", "")
     return sent if _REQUEST_ID.fullmatch(sent) else "req_" + secrets.token_urlsafe(16)
 
 
-def _is_json(content_type: str) -> bool:
+def _is_media(content_type: str, expected: str) -> bool:
     media, _, params = content_type.partition(";")
-    if media.strip().lower() != "application/json":
+    if media.strip().lower() != expected:
         return False
     for param in params.split(";"):
         name, _, value = param.partition("=")
@@ -78,16 +100,15 @@ def _is_json(content_type: str) -> bool:
     return True
 
 
-def _read_body(request: flask.Request) -> bytes:
+def _read_body(request: flask.Request, media: str) -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise errors.PayloadTooLarge()
     raw = request.stream.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise errors.PayloadTooLarge()
-    if raw.strip() and not _is_json(request.headers.get("content-type", "")):
-        raise errors.UnsupportedMediaType()
-    if not raw.strip() and request.headers.get("content-type") and not _is_json(request.headers["content-type"]):
-        raise errors.UnsupportedMediaType()
+    content_type = request.headers.get("content-type", "")
+    if (raw.strip() or content_type) and not _is_media(content_type, media):
+        raise errors.UnsupportedMediaType(f"The request body must be {media}.")
     return raw
 
 
@@ -114,8 +135,8 @@ def _respond(result: Reply, request_id: str) -> flask.Response:
 
 def _error_reply(error: errors.ApiError, method: str) -> Reply:
     headers = {"Allow": method} if isinstance(error, errors.MethodNotAllowed) else {}
-    if isinstance(error, errors.Unauthenticated):
-        headers["WWW-Authenticate"] = 'Bearer realm="agentpack"'
+    if error.challenge is not None:
+        headers["WWW-Authenticate"] = error.challenge
     return Reply(error.status, error.body(), headers)
 
 
@@ -123,8 +144,8 @@ Pipeline = Callable[[Call], Reply]
 Handler = Callable[[flask.Request], flask.Response]
 
 
-def endpoint(route: str, *, method: str = "POST") -> Callable[[Pipeline], Handler]:
-    """Make ``pipeline`` an HTTP Cloud Function serving ``route``."""
+def endpoint(route: str, *, method: str = "POST", media: str = "application/json") -> Callable[[Pipeline], Handler]:
+    """Make ``pipeline`` an HTTP Cloud Function serving ``route``; a POST body must be of ``media``."""
 
     def wrap(pipeline: Pipeline) -> Handler:
         @functools.wraps(pipeline)
@@ -133,7 +154,7 @@ def endpoint(route: str, *, method: str = "POST") -> Callable[[Pipeline], Handle
             try:
                 if request.method != method:
                     raise errors.MethodNotAllowed(f"This route answers {method} only.")
-                raw = _read_body(request) if method == "POST" else b""
+                raw = _read_body(request, media) if method == "POST" else b""
                 result = pipeline(Call(route, request_id, _headers(request), raw))
             except errors.Refused as refusal:
                 if isinstance(refusal, errors.ConfigRefused):  # logged here, once; never a token or body refusal

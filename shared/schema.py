@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from shared import errors, strictjson
 
-M = TypeVar("M", bound="Body")
+M = TypeVar("M", bound=BaseModel)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_INT = 2**53  # larger integers are refused before any bound is checked
@@ -23,6 +23,12 @@ class Body(BaseModel):
     # defer_build: a function builds the validator of the one body it parses, on first use,
     # not those of every model its modules define (a cold-start cost).
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+
+
+class Form(BaseModel):
+    """A form body (the OAuth endpoints): unknown parameters are ignored (RFC 6749 §3.2), values are text."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, defer_build=True)
 
 
 def _identifier(value: str) -> str:

@@ -25,6 +25,9 @@ DEFAULTS = {
     "rotation_grace_seconds": 3600,
     "secret_max_bytes": 32768,
     "audit_retention_days": 400,
+    "access_token_ttl_seconds": 900,
+    "refresh_token_ttl_seconds": 2592000,
+    "user_delegation_max_ttl_seconds": 7776000,
 }
 BOUNDS = {
     "delegation_max_ttl_seconds": (60, 2592000),
@@ -32,6 +35,9 @@ BOUNDS = {
     "rotation_grace_seconds": (0, 604800),
     "secret_max_bytes": (1, 49152),
     "audit_retention_days": (30, 3650),
+    "access_token_ttl_seconds": (60, 3600),
+    "refresh_token_ttl_seconds": (3600, 7776000),
+    "user_delegation_max_ttl_seconds": (3600, 31536000),
 }
 ACTIONS = {
     "agent.create",
