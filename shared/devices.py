@@ -50,6 +50,7 @@ def public(record: dict[str, Any]) -> dict[str, Any]:
         "created_at": clock.rfc3339(record["created_at"]),
         "expires_at": clock.rfc3339(record["expires_at"]),
         "revoked_at": clock.rfc3339(record["revoked_at"]),
+        "replaced_by": record.get("replaced_by"),
     }
 
 

@@ -15,7 +15,7 @@ from tests.conftest import BRIDGE_KEY
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
 ISSUE_FIELDS = {"key_id", "agent_id", "device_key", "label", "created_at", "expires_at"}
-LIST_FIELDS = {"key_id", "label", "created_at", "expires_at", "revoked_at"}
+LIST_FIELDS = {"key_id", "label", "created_at", "expires_at", "revoked_at", "replaced_by"}
 KEY_ID = re.compile(r"dk_[0-9A-Za-z]{44}")
 DEVICE_KEY = re.compile(r"apkd_[0-9A-Za-z]{44}[0-9A-Za-z]{43}[0-9A-Za-z]{6}")
 NOT_FOUND = b'{"error":"not_found","error_description":"No such object."}'
