@@ -58,11 +58,11 @@ def test_the_dry_run_prints_one_deploy_per_function_of_the_checkout(checkout: Pa
         assert flags["--service-account"] == "agentpack-identity@demo-proj.iam.gserviceaccount.com"
         assert flags["--set-env-vars"] == "GOOGLE_CLOUD_PROJECT=demo-proj,AGENTPACK_SECRET_SOURCE=secret-manager"
         assert not any(arg.startswith("--set-secrets") for arg in command)  # the functions read Secret Manager
-    (firebase,) = [c for c in commands if c not in deploys]
-    assert firebase[1:4] == ["deploy", "--only", "firestore:rules,firestore:indexes"]
-    config = checkout / firebase[firebase.index("--config") + 1]
-    assert config.read_text() == (checkout / "firebase.json").read_text()
-    assert (config.parent / "firestore.rules").read_text() == (checkout / "firestore.rules").read_text()
+    (firebase,) = [c for c in commands if c not in deploys]  # (cd DIR && firebase deploy ...): reads DIR/firebase.json
+    assert firebase[0] == "(cd" and firebase[2] == "&&" and firebase[-1].endswith(")")
+    assert firebase[4:7] == ["deploy", "--only", "firestore:rules,firestore:indexes"]
+    for name in ("firebase.json", "firestore.rules", "firestore.indexes.json"):
+        assert (checkout / firebase[1] / name).read_text() == (checkout / name).read_text()
     assert "firebase-tools@15" in result.stderr  # no node_modules/ in a fresh checkout: says how to get it
 
 
@@ -109,7 +109,7 @@ def test_apply_answers_a_missing_tool_or_credential_clearly(checkout: Path, tmp_
     assert [line.split()[:4] for line in ran if "functions deploy" in line] == [
         line.split()[:4] for line in applied.stdout.splitlines() if line.startswith("gcloud functions deploy")
     ]
-    assert ran[-1].startswith("firebase deploy --only firestore:rules,firestore:indexes")
+    assert ran[-1].startswith("firebase deploy --only firestore:rules,firestore:indexes --project demo-proj")
     tool(bin_dir, "gcloud", 'case "$*" in auth*) echo op@example.com;; *) exit 7;; esac\n')
     failed = deploy(checkout, *args, path=str(bin_dir), **ready)
     assert failed.returncode == 1 and "failed (exit 7): gcloud functions deploy" in failed.stderr

@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 from agentpack.cli.context import EXIT_FAILED, EXIT_OK, Context, UsageError
 
@@ -28,6 +29,18 @@ GET_FIREBASE = (
     "elsewhere install it with 'npm install -g firebase-tools@15' (Node.js 20 or newer)"
 )
 GET_GCLOUD = "the gcloud CLI is missing: install the Google Cloud SDK (https://cloud.google.com/sdk/docs/install)"
+
+
+class Step(NamedTuple):
+    """One command of the deployment, and the folder it runs in (None: the current one)."""
+
+    argv: list[str]
+    cwd: Path | None = None
+
+    def shell(self) -> str:
+        """As a person would type it; a subshell for another folder, so pasting it moves nobody."""
+        line = shlex.join(self.argv)
+        return f"(cd {shlex.quote(_shown(self.cwd))} && {line})" if self.cwd is not None else line
 
 
 class Prerequisite(Exception):
@@ -81,30 +94,29 @@ def stage(ctx: Context) -> int:
     return EXIT_OK
 
 
-def deploy_commands(project: str, region: str, build: Path, keys: str | None, firebase: str) -> list[list[str]]:
+def deploy_steps(project: str, region: str, build: Path, keys: str | None, firebase: str) -> list[Step]:
     """Stage every function and the Firestore files under ``build``; the commands that deploy them."""
     from agentpack.functions_index import all_functions
     from agentpack.staging import stage as stage_function
     from agentpack.staging import stage_firestore
 
     env = [f"GOOGLE_CLOUD_PROJECT={project}", "AGENTPACK_SECRET_SOURCE=secret-manager"]
-    commands = []
+    steps = []
     for function in all_functions():
         folder = stage_function(function, build / "functions", keys)
-        commands.append([
+        steps.append(Step([
             "gcloud", "functions", "deploy", function.deploy_name,
             "--gen2", "--runtime=python312", f"--region={region}", f"--project={project}",
             f"--source={_shown(folder)}", f"--entry-point={function.name}",
             "--trigger-http", "--allow-unauthenticated",  # the service authenticates every request itself
             f"--service-account={SERVICE_ACCOUNT}@{project}.iam.gserviceaccount.com",
             "--set-env-vars=" + ",".join(env),
-        ])  # fmt: skip
+        ]))  # fmt: skip
+    # firebase finds firebase.json (and the rules and indexes it names) in the folder it runs in.
     config = stage_firestore(build)
-    commands.append([
-        firebase, "deploy", "--only", "firestore:rules,firestore:indexes",
-        "--project", project, "--config", _shown(config), "--non-interactive",
-    ])  # fmt: skip
-    return commands
+    only = "firestore:rules,firestore:indexes"
+    steps.append(Step([firebase, "deploy", "--only", only, "--project", project, "--non-interactive"], config.parent))
+    return steps
 
 
 def _has_google_credentials_for_firebase() -> bool:
@@ -157,18 +169,17 @@ def deploy(ctx: Context) -> int:
             return EXIT_FAILED
     elif firebase is None:
         ctx.note(f"note: {GET_FIREBASE}")
-    commands = deploy_commands(project, region, _build_dir(ctx), keys, firebase or "firebase")
-    for command in commands:
-        print(shlex.join(command), file=ctx.out, flush=True)
+    for step in deploy_steps(project, region, _build_dir(ctx), keys, firebase or "firebase"):
+        print(step.shell(), file=ctx.out, flush=True)
         if not ctx.args.apply:
             continue
         try:
-            code = subprocess.run(command, check=False).returncode
+            code = subprocess.run(step.argv, cwd=step.cwd, check=False).returncode
         except OSError as problem:
             code, reason = -1, problem.strerror or type(problem).__name__
         else:
             reason = f"exit {code}"
         if code != 0:
-            print(f"agentpack: error: failed ({reason}): {shlex.join(command[:4])}", file=ctx.err)
+            print(f"agentpack: error: failed ({reason}): {shlex.join(step.argv[:4])}", file=ctx.err)
             return EXIT_FAILED
     return EXIT_OK
