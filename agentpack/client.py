@@ -193,7 +193,16 @@ class Client:
         env: Mapping[str, str] | None = None,
         **options: Any,
     ) -> Client:
-        """A client built from ``AGENTPACK_*`` variables (see ``agentpack.config`` for the rule)."""
+        """A client built from ``AGENTPACK_*`` variables (see ``agentpack.config`` for the rule).
+
+        Sends nothing, so it never raises an ``ApiError``. It raises ``ConfigurationError``
+        when no credential for ``needs``/``role`` is set, a variable and its ``_FILE`` twin
+        are both set, or a key file cannot be read (missing, over 16 KiB, not ASCII, empty);
+        ``ValueError`` for a malformed ``AGENTPACK_URL``, plain ``http://`` to another host
+        (unless ``allow_insecure_http=True``), a credential or delegation that cannot be a
+        header value, or a bad ``timeout``/``max_attempts``/backoff; ``TypeError`` for an
+        unknown keyword in ``options``. docs/cli.md lists them too.
+        """
         credential = config.choose(needs, role, env)
         kind, value = credential.kind, credential.value
         return cls(

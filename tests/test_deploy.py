@@ -114,3 +114,17 @@ def test_apply_answers_a_missing_tool_or_credential_clearly(checkout: Path, tmp_
     failed = deploy(checkout, *args, path=str(bin_dir), **ready)
     assert failed.returncode == 1 and "failed (exit 7): gcloud functions deploy" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_docs_deploy_names_every_secret_and_the_service_account() -> None:
+    from agentpack.cli import deploy as deploying
+    from shared import secret_manager
+
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    secrets = [v for k, v in vars(secret_manager).items() if k.isupper() and str(v).startswith("agentpack-")]
+    assert len(secrets) >= 2
+    for secret in secrets:
+        assert f"`{secret}`" in text and f"gcloud secrets create {secret}" in text, secret
+    assert f"{deploying.SERVICE_ACCOUNT}@PROJECT.iam.gserviceaccount.com" in text
+    for needed in ("roles/datastore.user", "roles/secretmanager.secretAccessor", "firebase-tools@15", "node_modules"):
+        assert needed in text, needed

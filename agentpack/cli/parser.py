@@ -11,7 +11,7 @@ agent commands use the device key, else the token, else the bridge key.
 standard input or a file, never from arguments.
 
 Exit codes: 0 done; 1 the command's own failure (output could not be written,
-or reseal left records behind); 2 usage (bad arguments, no credential);
+reseal left records behind, a deploy step failed or its tools are missing); 2 usage (bad arguments, no credential);
 3 refused by the service (a 4xx answer); 4 unavailable (503, cannot connect, no
 answer in time, or no agentpack service at that URL); 5 the service failed (500).
 Errors go to standard error as error: <code>: <description> (request <id>).
