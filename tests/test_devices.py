@@ -215,6 +215,7 @@ def test_list_shows_every_key_without_any_secret(api, frozen_clock):
         "created_at": stamp(T0),
         "expires_at": None,
         "revoked_at": None,
+        "replaced_by": None,
     }
     assert by_id[short["key_id"]]["expires_at"] == stamp(at(120))
     assert by_id[short["key_id"]]["revoked_at"] is None
