@@ -38,7 +38,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from agentpack import config, errors
+from agentpack import config, errors, models
 from agentpack.models import (
     Agent,
     AgentPage,
@@ -193,7 +193,16 @@ class Client:
         env: Mapping[str, str] | None = None,
         **options: Any,
     ) -> Client:
-        """A client built from ``AGENTPACK_*`` variables (see ``agentpack.config`` for the rule)."""
+        """A client built from ``AGENTPACK_*`` variables (see ``agentpack.config`` for the rule).
+
+        Sends nothing, so it never raises an ``ApiError``. It raises ``ConfigurationError``
+        when no credential for ``needs``/``role`` is set, a variable and its ``_FILE`` twin
+        are both set, or a key file cannot be read (missing, over 16 KiB, not ASCII, empty);
+        ``ValueError`` for a malformed ``AGENTPACK_URL``, plain ``http://`` to another host
+        (unless ``allow_insecure_http=True``), a credential or delegation that cannot be a
+        header value, or a bad ``timeout``/``max_attempts``/backoff; ``TypeError`` for an
+        unknown keyword in ``options``. docs/cli.md lists them too.
+        """
         credential = config.choose(needs, role, env)
         kind, value = credential.kind, credential.value
         return cls(
@@ -229,18 +238,18 @@ class Client:
 
     def create_agent(self, display_name: str, *, tenant_id: str | None = None) -> Agent:
         """``agents/create`` (bridge key)."""
-        return self._call("agents/create", {"display_name": display_name, "tenant_id": tenant_id}, Agent.parse)
+        return self._call("agents/create", {"display_name": display_name, "tenant_id": tenant_id}, Agent)
 
     def get_agent(self, agent_id: str | None = None) -> Agent:
         """``agents/get``: any agent with the bridge key; the caller itself with an agent credential."""
-        return self._call("agents/get", {"agent_id": agent_id}, Agent.parse)
+        return self._call("agents/get", {"agent_id": agent_id}, Agent)
 
     def list_agents(
         self, *, tenant_id: str | None = None, page_size: int | None = None, page_token: str | None = None
     ) -> AgentPage:
         """``agents/list`` (bridge key): one page, in ID order."""
         body = {"tenant_id": tenant_id, "page_size": page_size, "page_token": page_token}
-        return self._call("agents/list", body, AgentPage.parse)
+        return self._call("agents/list", body, AgentPage)
 
     def iter_agents(self, *, tenant_id: str | None = None, page_size: int | None = None) -> Iterator[Agent]:
         """Every agent, page after page."""
@@ -249,7 +258,7 @@ class Client:
     def update_agent(self, agent_id: str, *, display_name: str | None = None, disabled: bool | None = None) -> Agent:
         """``agents/update`` (bridge key). ``disabled=True`` suspends every credential of the agent at once."""
         body = {"agent_id": agent_id, "display_name": display_name, "disabled": disabled}
-        return self._call("agents/update", body, Agent.parse)
+        return self._call("agents/update", body, Agent)
 
     # ------------------------------------------------------------ device keys
 
@@ -267,15 +276,15 @@ class Client:
         the ``rotation_grace_seconds`` setting (see ``agentpack.rotation``).
         """
         body = {"agent_id": agent_id, "label": label, "ttl_seconds": ttl_seconds, "replaces_key_id": replaces_key_id}
-        return self._call("device/issue", body, IssuedKey.parse)
+        return self._call("device/issue", body, IssuedKey)
 
     def revoke_key(self, key_id: str) -> KeyRevocation:
         """``device/revoke``. Revoking twice answers the first ``revoked_at``."""
-        return self._call("device/revoke", {"key_id": key_id}, KeyRevocation.parse)
+        return self._call("device/revoke", {"key_id": key_id}, KeyRevocation)
 
     def list_keys(self, agent_id: str | None = None) -> KeyList:
         """``device/list``: an agent's keys, oldest first, revoked and expired included."""
-        return self._call("device/list", {"agent_id": agent_id}, KeyList.parse)
+        return self._call("device/list", {"agent_id": agent_id}, KeyList)
 
     # ------------------------------------------------------------ delegations
 
@@ -284,48 +293,48 @@ class Client:
         if isinstance(scope, str):
             raise TypeError("scope: a list of route names, such as ['secrets/get']")
         body = {"to_agent": to_agent, "scope": list(scope), "ttl_seconds": ttl_seconds}
-        return self._call("delegate", body, Delegation.parse)
+        return self._call("delegate", body, Delegation)
 
     def revoke_delegation(self, delegation_id: str) -> DelegationRevocation:
         """``delegate/revoke``: by the grantor, the grantee or the bridge key."""
-        return self._call("delegate/revoke", {"delegation_id": delegation_id}, DelegationRevocation.parse)
+        return self._call("delegate/revoke", {"delegation_id": delegation_id}, DelegationRevocation)
 
     def list_delegations(self) -> Delegations:
         """``delegate/list``: what the calling agent granted and received."""
-        return self._call("delegate/list", {}, Delegations.parse)
+        return self._call("delegate/list", {}, Delegations)
 
     # ------------------------------------------------------------ secrets
 
     def put_secret(self, name: str, value: str) -> SecretInfo:
         """``secrets/put``: a new version of the secret."""
-        return self._call("secrets/put", {"name": name, "value": value}, SecretInfo.parse)
+        return self._call("secrets/put", {"name": name, "value": value}, SecretInfo)
 
     def get_secret(self, name: str) -> Secret:
         """``secrets/get``: the value. ``repr()`` of the answer leaves the value out."""
-        return self._call("secrets/get", {"name": name}, Secret.parse)
+        return self._call("secrets/get", {"name": name}, Secret)
 
     def list_secrets(self) -> SecretList:
         """``secrets/list``: names and versions, never values."""
-        return self._call("secrets/list", {}, SecretList.parse)
+        return self._call("secrets/list", {}, SecretList)
 
     def delete_secret(self, name: str) -> SecretDeletion:
         """``secrets/delete``."""
-        return self._call("secrets/delete", {"name": name}, SecretDeletion.parse)
+        return self._call("secrets/delete", {"name": name}, SecretDeletion)
 
     # ------------------------------------------------------------ settings, capability tokens, audit
 
     def list_settings(self) -> Settings:
         """``settings/list``: every allow-listed setting (any credential)."""
-        return self._call("settings/list", {}, Settings.parse)
+        return self._call("settings/list", {}, Settings)
 
     def set_setting(self, key: str, value: int) -> SettingChange:
         """``settings/set`` (bridge key)."""
-        return self._call("settings/set", {"key": key, "value": value}, SettingChange.parse)
+        return self._call("settings/set", {"key": key, "value": value}, SettingChange)
 
     def record_capability(self, *, jti: str, sub: str, scope: str, iat: int, exp: int, kid: str) -> CapabilityRecord:
         """``capability/record`` (bridge key): the claims of a minted token, never the token."""
         body = {"jti": jti, "sub": sub, "scope": scope, "iat": iat, "exp": exp, "kid": kid}
-        return self._call("capability/record", body, CapabilityRecord.parse)
+        return self._call("capability/record", body, CapabilityRecord)
 
     def list_audit(
         self,
@@ -337,7 +346,7 @@ class Client:
     ) -> AuditPage:
         """``audit/list`` (bridge key): one page of events, newest first."""
         body = {"agent_id": agent_id, "action": action, "page_size": page_size, "page_token": page_token}
-        return self._call("audit/list", body, AuditPage.parse)
+        return self._call("audit/list", body, AuditPage)
 
     def iter_audit(
         self, *, agent_id: str | None = None, action: str | None = None, page_size: int | None = None
@@ -349,7 +358,7 @@ class Client:
 
     # ------------------------------------------------------------ the exchange
 
-    def _call(self, route: str, body: dict[str, Any], parse: Callable[[Mapping[str, Any], str], A]) -> A:
+    def _call(self, route: str, body: dict[str, Any], answer: type[A]) -> A:
         # Optional fields the caller left out are left out of the body, as the contract expects.
         # UTF-8 rather than \u escapes: a secret of secret_max_bytes must still fit the 64 KiB body limit.
         text = json.dumps({k: v for k, v in body.items() if v is not None}, separators=(",", ":"), ensure_ascii=False)
@@ -374,7 +383,7 @@ class Client:
             else:
                 answer_id = headers.get("x-request-id") or request_id
                 if 200 <= status < 300:
-                    return self._parse(status, headers, raw, answer_id, parse)
+                    return self._parse(status, headers, raw, answer_id, answer)
                 error = self._error(status, headers, raw, answer_id)
                 may_retry = is_read and status in _RETRY_STATUSES
                 retry_after = _seconds(headers.get("retry-after"))
@@ -438,13 +447,13 @@ class Client:
         headers: Mapping[str, str],
         raw: bytes,
         request_id: str,
-        parse: Callable[[Mapping[str, Any], str], A],
+        answer: type[A],
     ) -> A:
         data = _json_object(raw)
         if data is None:
             raise self._unexpected(status, headers, request_id)
         try:
-            return parse(data, request_id)
+            return models.parse(answer, data, request_id)
         except MalformedAnswer as problem:
             raise errors.UnexpectedResponse(
                 "unexpected_response", status, f"the answer does not fit the contract: {problem}", request_id

@@ -1,5 +1,12 @@
 """Typed answers: one frozen dataclass per answer of the contract, fields named as on the wire.
 
+Every answer is built from the service's JSON by one mechanism, ``parse``, read
+from the dataclass's type hints: ``str``, ``int``, ``bool``, ``datetime`` (an
+RFC 3339 string), ``X | None``, ``tuple[X, ...]`` (a JSON array), ``dict[str, X]``,
+``Any`` and nested answer dataclasses. A field with a default may be absent (an
+older service), an optional one may be absent or null; anything else that does
+not fit raises ``MalformedAnswer``. Fields the service adds later are ignored.
+
 Times are timezone-aware ``datetime`` objects in UTC. A top-level answer also
 carries ``request_id``, the ID of the request that produced it (not part of its
 value: it is left out of comparisons and of ``to_dict``). Values that must not
@@ -9,12 +16,16 @@ leak into logs (``Secret.value``, ``IssuedKey.device_key``) are left out of
 
 from __future__ import annotations
 
+import functools
+import types
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 def _answer_id() -> Any:
@@ -26,46 +37,7 @@ class MalformedAnswer(ValueError):
     """A success answer that lacks a field or has one of the wrong type."""
 
 
-# ---------------------------------------------------------------- parsing
-
-
-def _get(data: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
-    value = data.get(name)
-    # bool is an int in Python; the contract never mixes them.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise MalformedAnswer(f"'{name}' is missing or not {getattr(kind, '__name__', kind)}")
-    return value
-
-
-def _str(data: Mapping[str, Any], name: str) -> str:
-    return str(_get(data, name, str))
-
-
-def _opt_str(data: Mapping[str, Any], name: str) -> str | None:
-    return None if data.get(name) is None else _str(data, name)
-
-
-def _int(data: Mapping[str, Any], name: str) -> int:
-    return int(_get(data, name, int))
-
-
-def _bool(data: Mapping[str, Any], name: str) -> bool:
-    return bool(_get(data, name, bool))
-
-
-def _dict(data: Mapping[str, Any], name: str) -> dict[str, Any]:
-    return dict(_get(data, name, dict))
-
-
-def _list(data: Mapping[str, Any], name: str) -> list[Any]:
-    return list(_get(data, name, list))
-
-
-def _objects(data: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
-    items = _list(data, name)
-    if not all(isinstance(item, dict) for item in items):
-        raise MalformedAnswer(f"'{name}' holds a non-object")
-    return items
+# ---------------------------------------------------------------- times
 
 
 def parse_time(text: str) -> datetime:
@@ -76,15 +48,85 @@ def parse_time(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _time(data: Mapping[str, Any], name: str) -> datetime:
-    try:
-        return parse_time(_str(data, name))
-    except ValueError:
-        raise MalformedAnswer(f"'{name}' is not an RFC 3339 time") from None
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    # The module uses postponed annotations: resolve them once per class.
+    return typing.get_type_hints(cls)
 
 
-def _opt_time(data: Mapping[str, Any], name: str) -> datetime | None:
-    return None if data.get(name) is None else _time(data, name)
+def _optional(hint: Any) -> Any | None:
+    """X for ``X | None``, else None."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        others = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(others) == 1 and len(typing.get_args(hint)) == 2:
+            return others[0]
+    return None
+
+
+def _kind(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _convert(hint: Any, value: Any, name: str) -> Any:
+    """``value`` (decoded JSON) as ``hint`` says, or MalformedAnswer naming ``name``."""
+    inner = _optional(hint)
+    if inner is not None:
+        return None if value is None else _convert(inner, value, name)
+    if hint is Any:
+        return value
+    if is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, dict):
+            raise MalformedAnswer(f"'{name}' is not an object")
+        return parse(hint, value)
+    if hint is datetime:
+        if not isinstance(value, str):
+            raise MalformedAnswer(f"'{name}' is missing or not str")
+        try:
+            return parse_time(value)
+        except ValueError:
+            raise MalformedAnswer(f"'{name}' is not an RFC 3339 time") from None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, list):
+            raise MalformedAnswer(f"'{name}' is missing or not list")
+        return tuple(_convert(args[0], item, f"{name}[]") for item in value)
+    if origin is dict and len(args) == 2 and args[0] is str:
+        if not isinstance(value, dict):
+            raise MalformedAnswer(f"'{name}' is missing or not dict")
+        return {key: _convert(args[1], item, f"{name}.{key}") for key, item in value.items()}
+    if hint in (str, int, bool):
+        # bool is an int in Python; the contract never mixes them.
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise MalformedAnswer(f"'{name}' is missing or not {hint.__name__}")
+        return value
+    raise TypeError(f"no JSON form for a field of type {_kind(hint)} ('{name}')")
+
+
+def _has_default(spec: Field[Any]) -> bool:
+    return spec.default is not MISSING or spec.default_factory is not MISSING
+
+
+def parse(cls: type[A], data: Mapping[str, Any], request_id: str | None = None) -> A:
+    """An answer dataclass ``cls`` from its JSON object, its fields checked against their type hints.
+
+    ``request_id`` fills the answer's own ``request_id`` (the exchange's, not part of the value).
+    """
+    if not (is_dataclass(cls) and isinstance(cls, type)):
+        raise TypeError(f"{cls!r} is not an answer dataclass")
+    hints = _hints(cls)
+    values: dict[str, Any] = {}
+    for spec in fields(cls):
+        if spec.metadata.get("answer"):
+            values[spec.name] = request_id
+        elif spec.name in data:
+            values[spec.name] = _convert(hints[spec.name], data[spec.name], spec.name)
+        elif _has_default(spec):
+            continue
+        elif _optional(hints[spec.name]) is not None:
+            values[spec.name] = None
+        else:
+            raise MalformedAnswer(f"'{spec.name}' is missing")
+    return cls(**values)
 
 
 def format_time(moment: datetime) -> str:
@@ -103,17 +145,6 @@ class Agent:
     created_at: datetime
     disabled: bool
     request_id: str | None = _answer_id()
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> Agent:
-        return cls(
-            agent_id=_str(data, "agent_id"),
-            display_name=_str(data, "display_name"),
-            tenant_id=_str(data, "tenant_id"),
-            created_at=_time(data, "created_at"),
-            disabled=_bool(data, "disabled"),
-            request_id=request_id,
-        )
 
 
 class Page(Generic[T]):
@@ -137,14 +168,6 @@ class AgentPage(Page[Agent]):
     def items(self) -> tuple[Agent, ...]:
         return self.agents
 
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> AgentPage:
-        return cls(
-            agents=tuple(Agent.parse(item) for item in _objects(data, "agents")),
-            next_page_token=_opt_str(data, "next_page_token"),
-            request_id=request_id,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class IssuedKey:
@@ -158,28 +181,12 @@ class IssuedKey:
     expires_at: datetime | None
     request_id: str | None = _answer_id()
 
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> IssuedKey:
-        return cls(
-            key_id=_str(data, "key_id"),
-            agent_id=_str(data, "agent_id"),
-            device_key=_str(data, "device_key"),
-            label=_opt_str(data, "label"),
-            created_at=_time(data, "created_at"),
-            expires_at=_opt_time(data, "expires_at"),
-            request_id=request_id,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class KeyRevocation:
     key_id: str
     revoked_at: datetime
     request_id: str | None = _answer_id()
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> KeyRevocation:
-        return cls(key_id=_str(data, "key_id"), revoked_at=_time(data, "revoked_at"), request_id=request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,34 +198,23 @@ class DeviceKey:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    replaced_by: str | None = None  # the key that replaced this one by rotation (absent from older services)
 
     def status(self, now: datetime | None = None) -> str:
-        """``active``, ``expired`` or ``revoked``."""
+        """``revoked``, ``expired``, ``rotated`` (replaced, still working through its grace window) or ``active``."""
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC)):
             return "expired"
+        if self.replaced_by is not None:
+            return "rotated"
         return "active"
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> DeviceKey:
-        return cls(
-            key_id=_str(data, "key_id"),
-            label=_opt_str(data, "label"),
-            created_at=_time(data, "created_at"),
-            expires_at=_opt_time(data, "expires_at"),
-            revoked_at=_opt_time(data, "revoked_at"),
-        )
 
 
 @dataclass(frozen=True, slots=True)
 class KeyList:
     keys: tuple[DeviceKey, ...]
     request_id: str | None = _answer_id()
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> KeyList:
-        return cls(keys=tuple(DeviceKey.parse(item) for item in _objects(data, "keys")), request_id=request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,34 +228,12 @@ class Delegation:
     revoked_at: datetime | None = None
     request_id: str | None = _answer_id()
 
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> Delegation:
-        scope = _list(data, "scope")
-        if not all(isinstance(route, str) for route in scope):
-            raise MalformedAnswer("'scope' holds a non-string")
-        return cls(
-            delegation_id=_str(data, "delegation_id"),
-            from_agent=_str(data, "from_agent"),
-            to_agent=_str(data, "to_agent"),
-            scope=tuple(scope),
-            created_at=_time(data, "created_at"),
-            expires_at=_time(data, "expires_at"),
-            revoked_at=_opt_time(data, "revoked_at"),
-            request_id=request_id,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class DelegationRevocation:
     delegation_id: str
     revoked_at: datetime
     request_id: str | None = _answer_id()
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> DelegationRevocation:
-        return cls(
-            delegation_id=_str(data, "delegation_id"), revoked_at=_time(data, "revoked_at"), request_id=request_id
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,14 +243,6 @@ class Delegations:
     granted: tuple[Delegation, ...]
     received: tuple[Delegation, ...]
     request_id: str | None = _answer_id()
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> Delegations:
-        return cls(
-            granted=tuple(Delegation.parse(item) for item in _objects(data, "granted")),
-            received=tuple(Delegation.parse(item) for item in _objects(data, "received")),
-            request_id=request_id,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,15 +254,6 @@ class SecretInfo:
     updated_at: datetime
     request_id: str | None = _answer_id()
 
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> SecretInfo:
-        return cls(
-            name=_str(data, "name"),
-            version=_int(data, "version"),
-            updated_at=_time(data, "updated_at"),
-            request_id=request_id,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Secret:
@@ -306,25 +263,11 @@ class Secret:
     updated_at: datetime
     request_id: str | None = _answer_id()
 
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> Secret:
-        return cls(
-            name=_str(data, "name"),
-            value=_str(data, "value"),
-            version=_int(data, "version"),
-            updated_at=_time(data, "updated_at"),
-            request_id=request_id,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class SecretList:
     secrets: tuple[SecretInfo, ...]
     request_id: str | None = _answer_id()
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> SecretList:
-        return cls(secrets=tuple(SecretInfo.parse(item) for item in _objects(data, "secrets")), request_id=request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,10 +275,6 @@ class SecretDeletion:
     name: str
     deleted: bool
     request_id: str | None = _answer_id()
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> SecretDeletion:
-        return cls(name=_str(data, "name"), deleted=_bool(data, "deleted"), request_id=request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,11 +287,6 @@ class Settings:
     def __getitem__(self, key: str) -> int:
         return self.settings[key]
 
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> Settings:
-        values = _dict(data, "settings")
-        return cls(settings={key: _int(values, key) for key in values}, request_id=request_id)
-
 
 @dataclass(frozen=True, slots=True)
 class SettingChange:
@@ -361,25 +295,12 @@ class SettingChange:
     updated_at: datetime
     request_id: str | None = _answer_id()
 
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> SettingChange:
-        return cls(
-            key=_str(data, "key"),
-            value=_int(data, "value"),
-            updated_at=_time(data, "updated_at"),
-            request_id=request_id,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class CapabilityRecord:
     jti: str
     recorded_at: datetime
     request_id: str | None = _answer_id()
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> CapabilityRecord:
-        return cls(jti=_str(data, "jti"), recorded_at=_time(data, "recorded_at"), request_id=request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,18 +315,6 @@ class AuditEvent:
     target: dict[str, Any]
     request_id: str
 
-    @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> AuditEvent:
-        return cls(
-            event_id=_str(data, "event_id"),
-            at=_time(data, "at"),
-            category=_str(data, "category"),
-            action=_str(data, "action"),
-            actor=_dict(data, "actor"),
-            target=_dict(data, "target"),
-            request_id=_str(data, "request_id"),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class AuditPage(Page[AuditEvent]):
@@ -416,14 +325,6 @@ class AuditPage(Page[AuditEvent]):
     @property
     def items(self) -> tuple[AuditEvent, ...]:
         return self.events
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], request_id: str | None = None) -> AuditPage:
-        return cls(
-            events=tuple(AuditEvent.parse(item) for item in _objects(data, "events")),
-            next_page_token=_opt_str(data, "next_page_token"),
-            request_id=request_id,
-        )
 
 
 # ---------------------------------------------------------------- back to JSON

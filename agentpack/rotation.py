@@ -76,7 +76,8 @@ def expiring_keys(
     """Live keys whose ``expires_at`` falls within ``within_seconds`` from now, soonest first.
 
     With the bridge key and no ``agent_id``, every agent of the project is searched.
-    Revoked and already expired keys are left out.
+    Revoked and already expired keys are left out, and so are keys already replaced by a
+    rotation (status ``rotated``): their end is planned, nothing is left to do for them.
     """
     now = now or datetime.now(UTC)
     horizon = now + timedelta(seconds=within_seconds)

@@ -1,4 +1,6 @@
-"""Operator tool for capability tokens: make an offline Ed25519 signing key, mint tokens with it.
+"""``python -m scripts.capability``: the older spelling of ``agentpack capability`` (same key files), for its callers.
+
+Operator tool for capability tokens: make an offline Ed25519 signing key, mint tokens with it.
 
 ``keygen`` writes a new private key (the 32-byte seed, base64url, one line) to a new file
 readable by its owner only, and prints the public key to configure: merge the printed JSON member
@@ -16,34 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import stat
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agentpack.cli.capability import MAX_TTL_SECONDS, read_private_key, write_private_key
 from shared import crypto, ids, tokens
-
-MAX_TTL_SECONDS = 3600  # the largest capability_max_ttl_seconds a deployment may configure
-
-
-def write_private_key(path: Path, seed: bytes) -> None:
-    """Create ``path`` (never overwrite, never follow a symlink) with mode 0600 and write the seed."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    descriptor = os.open(path, flags, 0o600)
-    try:
-        os.write(descriptor, (tokens.b64encode(seed) + "\n").encode("ascii"))
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def read_private_key(path: Path) -> bytes:
-    """The seed in ``path``. Raises ValueError for a file that is not one base64url 32-byte seed."""
-    seed = tokens.b64decode(path.read_text(encoding="ascii").strip())
-    if len(seed) != crypto.ED25519_SEED_BYTES:
-        raise ValueError("not a 32-byte seed")
-    return seed
 
 
 def keygen(args: argparse.Namespace) -> int:

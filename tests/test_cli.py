@@ -148,6 +148,11 @@ def test_a_bad_key_is_refused_with_exit_3(served: Served, tmp_path: Path) -> Non
     result = run("agents", "list", env={"AGENTPACK_URL": served.url, "AGENTPACK_BRIDGE_KEY_FILE": str(key_file)})
     assert result.returncode == 3 and "error: unauthenticated" in result.stderr and str(key_file) in result.stderr
     assert DEV_ENV["AGENTPACK_BRIDGE_KEY"] not in result.stderr  # the key itself is never echoed
+    # The hint fits the credential sent: a bridge key has no agent to be disabled, a device key has.
+    bridge_hint = result.stderr.splitlines()[1]
+    assert bridge_hint.startswith(f"hint: the bridge key from AGENTPACK_BRIDGE_KEY_FILE ({key_file}) was refused")
+    assert "disabled" not in bridge_hint and "expired" not in bridge_hint and "hashes" in bridge_hint
+    assert "disabled" in hint
 
 
 def test_a_service_that_is_down_is_exit_4_with_a_clear_message(operator: dict[str, str]) -> None:
@@ -266,6 +271,10 @@ def test_usage_errors_are_exit_2(operator: dict[str, str], tmp_path: Path, run_h
     assert run_here("agents", "list", "--bridge-key", "apkb_x", env=operator).returncode == 2
     remote = run_here("agents", "list", env={**operator, "AGENTPACK_URL": "http://identity.example.com"})
     assert remote.returncode == 2 and "use https://" in remote.stderr
+    for limit in ("0", "-3", "many"):  # --limit 0 once fetched one item anyway
+        for listing in (["audit", "list"], ["agents", "list"]):
+            limited = run_here(*listing, "--limit", limit, env=operator)
+            assert limited.returncode == 2 and "--limit" in limited.stderr and limited.stdout == "", (listing, limit)
     nonsense = run_here("agents", "list", env={**operator, "AGENTPACK_URL": "127.0.0.1:8000"})
     assert nonsense.returncode == 2
     assert "the service URL 127.0.0.1:8000: an http:// or https:// URL" in nonsense.stderr
@@ -359,9 +368,17 @@ def test_rotate_prints_the_new_key_once_and_the_old_one_works_through_the_grace_
     assert Client(served.url, device_key=new_key).get_agent().agent_id == agent["AGENT_ID"]
     keys = {k["key_id"]: k for k in as_json("keys", "list", env=agent)["keys"]}
     assert len(keys) == 2 and keys[old["key_id"]]["expires_at"] < old["expires_at"]  # shortened to the grace end
+    new_id = next(k for k in keys if k != old["key_id"])
+    assert keys[old["key_id"]]["replaced_by"] == new_id and keys[new_id]["replaced_by"] is None
+    # In its grace window the old key still works, but it is no longer the agent's active key.
+    table = ok("keys", "list", env=agent).stdout.splitlines()
+    assert table[0].split()[:3] == ["KEY_ID", "LABEL", "STATUS"] and table[0].split()[-1] == "REPLACED_BY"
+    status = {line.split()[0]: line.split()[2] for line in table[1:]}
+    assert status == {old["key_id"]: "rotated", new_id: "active"}
+    soon = as_json("keys", "expiring", "--within", "2d", "--agent", agent["AGENT_ID"], env=operator)["keys"]
+    assert [k["key_id"] for k in soon] == [new_id]  # the rotated key's end is planned already
 
     # An agent rotates its own key in place: the key file is replaced, nothing is printed.
-    new_id = next(k for k in keys if k != old["key_id"])
     in_place = {**agent, "AGENTPACK_DEVICE_KEY_FILE": str(key_file)}
     key_file.write_text(new_key + "\n")
     done = as_json("keys", "rotate", new_id, "--out", str(key_file), env=in_place)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -197,6 +198,9 @@ def test_rotation_keeps_the_old_key_alive_for_the_grace_window(server: str) -> N
     grace_end = done.old_key.expires_at - before
     assert timedelta(minutes=59) < grace_end <= timedelta(hours=1, seconds=5)  # rotation_grace_seconds: 3600
     assert as_old.get_agent().agent_id == agent_id  # the old key still works right after the rotation
+    listed = {key.key_id: key for key in operator.list_keys(agent_id).keys}
+    assert listed[old.key_id].replaced_by == done.new_key.key_id and listed[old.key_id].status() == "rotated"
+    assert listed[done.new_key.key_id].replaced_by is None and listed[done.new_key.key_id].status() == "active"
     assert Client(server, device_key=done.new_key.device_key).get_agent().agent_id == agent_id
 
     # With no grace window the old key stops at once, and the agent can rotate its own key.
@@ -490,6 +494,61 @@ def test_credentials_from_the_environment(tmp_path: Path) -> None:
     client = Client.from_env("agent", env={**env, "AGENTPACK_DELEGATION": "dlg_1"})
     assert (client.base_url, client.credential_kind, client.delegation) == ("http://localhost:9", "device_key", "dlg_1")
     assert Client.from_env("bridge", env=env).delegation is None
+
+
+def test_from_env_raises_only_what_docs_cli_md_documents(tmp_path: Path) -> None:
+    raised: dict[str, type[Exception]] = {}
+    cases: dict[str, tuple[dict[str, str], dict[str, Any]]] = {
+        "no credential": ({}, {}),
+        "variable and file": ({"AGENTPACK_DEVICE_KEY": "apkd_x", "AGENTPACK_DEVICE_KEY_FILE": str(tmp_path)}, {}),
+        "unreadable file": ({"AGENTPACK_DEVICE_KEY_FILE": str(tmp_path / "missing")}, {}),
+        "plain http elsewhere": ({"AGENTPACK_URL": "http://identity.example.com", "AGENTPACK_DEVICE_KEY": "k"}, {}),
+        "not a URL": ({"AGENTPACK_URL": "identity", "AGENTPACK_DEVICE_KEY": "k"}, {}),
+        "key with a space": ({"AGENTPACK_DEVICE_KEY": "apkd x"}, {}),
+        "bad timeout": ({"AGENTPACK_DEVICE_KEY": "k"}, {"timeout": 0}),
+        "unknown option": ({"AGENTPACK_DEVICE_KEY": "k"}, {"colour": "blue"}),
+    }
+    for case, (env, options) in cases.items():
+        with pytest.raises(Exception) as caught:  # which class: compared below
+            Client.from_env("agent", env=env, **options)
+        raised[case] = type(caught.value)
+    assert raised["no credential"] is raised["variable and file"] is raised["unreadable file"]
+    assert raised["no credential"] is agentpack.ConfigurationError
+    assert {raised[c] for c in ("plain http elsewhere", "not a URL", "key with a space", "bad timeout")} == {ValueError}
+    assert raised["unknown option"] is TypeError
+    docs = (ROOT / "docs" / "cli.md").read_text()
+    section = docs[docs.index("### `Client.from_env`") :].split("\n### ", 1)[0]
+    for exception in set(raised.values()):
+        assert f"`{exception.__name__}`" in section, exception
+
+
+def test_answers_are_built_from_their_type_hints() -> None:
+    from agentpack import models
+
+    stamp = "2026-11-22T10:00:00Z"
+    key = {"key_id": "dk_1", "label": None, "created_at": stamp, "expires_at": None, "revoked_at": None}
+    listed = models.parse(models.KeyList, {"keys": [key, {**key, "replaced_by": "dk_2"}], "extra": 1}, "req_1")
+    assert listed.request_id == "req_1" and [k.replaced_by for k in listed.keys] == [None, "dk_2"]
+    assert listed.keys[0].created_at == datetime(2026, 11, 22, 10, tzinfo=UTC)
+    assert models.parse(models.Delegation, {
+        "delegation_id": "dlg_1", "from_agent": "a", "to_agent": "b", "scope": ["secrets/get"],
+        "created_at": stamp, "expires_at": "2026-11-22T12:00:00+02:00",
+    }).scope == ("secrets/get",)  # fmt: skip
+    assert models.parse(models.Settings, {"settings": {"a": 1}})["a"] == 1
+    for answer, data, named in (
+        (models.KeyList, {"keys": [{**key, "created_at": "yesterday"}]}, "'created_at'"),
+        (models.KeyList, {"keys": [{**key, "key_id": 7}]}, "'key_id'"),
+        (models.KeyList, {"keys": ["dk_1"]}, "'keys[]'"),
+        (models.Settings, {"settings": {"a": True}}, "'settings.a'"),  # a bool is no int on the wire
+        (models.Secret, {"name": "n", "version": 1, "updated_at": stamp}, "'value'"),
+        (models.AuditPage, {"events": [], "next_page_token": 3}, "'next_page_token'"),
+    ):
+        with pytest.raises(models.MalformedAnswer, match=re.escape(named)):
+            models.parse(answer, data)
+    for name in agentpack.__all__:
+        exported = getattr(agentpack, name)
+        if isinstance(exported, type) and exported.__module__ == "agentpack.models" and exported is not agentpack.Page:
+            assert not hasattr(exported, "parse"), name  # one mechanism for all
 
 
 def test_an_unknown_code_still_gets_the_class_of_its_status() -> None:

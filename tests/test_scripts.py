@@ -1,10 +1,13 @@
-"""The operator and developer scripts: staging, deployment, bridge keys and the local server."""
+"""The operator and developer scripts: staging, the thin shims over agentpack, and the local server.
+
+Deployment's dry run on a fresh checkout is in tests/test_deploy.py; an install outside the
+checkout in tests/test_install.py.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import socket
 import subprocess
 import sys
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import stage
+from agentpack import staging
 from scripts.functions_index import ROOT, all_functions
 from shared import keys
 from tests.conftest import BRIDGE_KEY
@@ -45,7 +48,7 @@ def test_each_staged_function_stands_alone(tmp_path: Path) -> None:
         "print(answer.status_code, json.dumps(answer.get_json()))\n"
     )
     for function in all_functions():
-        folder = stage.stage(function, tmp_path)
+        folder = staging.stage(function, tmp_path)
         assert (folder / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text()
         assert not (folder / "tests").exists()
         env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
@@ -68,12 +71,12 @@ def test_staging_bundles_checked_capability_keys(tmp_path: Path) -> None:
     _, public = crypto.new_signing_key()
     wanted = json.dumps({"prod-1": tokens.b64encode(public)})
     function = next(f for f in all_functions() if f.name == "agents_get")
-    folder = stage.stage(function, tmp_path, stage.checked_capability_keys(wanted))
+    folder = staging.stage(function, tmp_path, staging.checked_capability_keys(wanted))
     assert json.loads((folder / "capability_keys.json").read_text()) == json.loads(wanted)
     small_order = '{"bad": "' + "A" * 43 + '"}'
     for refused in (small_order, DEV_ENV["AGENTPACK_CAPABILITY_PUBLIC_KEYS"]):
-        with pytest.raises(SystemExit):
-            stage.checked_capability_keys(refused)
+        with pytest.raises(staging.StagingError):
+            staging.checked_capability_keys(refused)
 
 
 def test_the_dev_values_known_to_config_are_those_of_emulator_config() -> None:
@@ -91,44 +94,42 @@ def test_the_dev_values_known_to_config_are_those_of_emulator_config() -> None:
 
 def test_staging_copies_only_what_a_function_imports(tmp_path: Path) -> None:
     function = next(f for f in all_functions() if f.name == "settings_list")
-    folder = stage.stage(function, tmp_path)
+    folder = staging.stage(function, tmp_path)
     copied = {p.stem for p in (folder / "shared").glob("*.py")}
     assert not {"devices", "secrets", "capabilities"} & copied
     assert {"credentials", "http", "settings", "store", "secret_manager", "tokens", "crypto"} <= copied
 
 
-def test_deploy_prints_one_gen2_command_per_function() -> None:
-    result = subprocess.run(
-        [PYTHON, "-m", "scripts.deploy", "--project", "demo-x", "--region", "europe-west1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    lines = [shlex.split(line) for line in result.stdout.splitlines() if line.startswith("gcloud functions deploy")]
-    assert {line[3] for line in lines} == {f.deploy_name for f in all_functions()}
-    for line in lines:
-        for flag in ("--gen2", "--runtime=python312", "--trigger-http", "--region=europe-west1"):
-            assert flag in line
-        env = next(a for a in line if a.startswith("--set-env-vars="))
-        assert "AGENTPACK_SECRET_SOURCE=secret-manager" in env and "GOOGLE_CLOUD_PROJECT=demo-x" in env
-        assert not any("apkb_" in a or "AGENTPACK_BRIDGE_KEY=" in a or "SECRETS_KEYS=" in a for a in line)
-    assert "firestore:rules,firestore:indexes" in result.stdout
-
-
-def test_bridge_key_script_makes_a_valid_key_and_its_hash() -> None:
-    result = subprocess.run(
-        [PYTHON, "-m", "scripts.bridge_key", "new"], cwd=ROOT, capture_output=True, text=True, check=True
+def shim(name: str, *args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``scripts/NAME ARGS`` as a user runs it, from another directory."""
+    return subprocess.run(
+        [str(ROOT / "scripts" / name), *args], cwd=cwd, input=stdin, capture_output=True, text=True, timeout=300
     )
-    fields = dict(line.split(":", 1) for line in result.stdout.splitlines())
-    key, digest = fields["bridge key"].strip(), fields["hash"].strip()
-    assert keys.is_bridge_key(key)
+
+
+def test_the_bridge_key_shim_runs_agentpack_bridge_key_from_the_callers_directory(tmp_path: Path) -> None:
+    made = shim("bridge-key", "new", "--out", "bridge.key", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    key = (tmp_path / "bridge.key").read_text().strip()  # --out is relative to the caller, not to the checkout
+    assert keys.is_bridge_key(key) and key not in made.stdout + made.stderr
+    digest = dict(line.split(None, 1) for line in made.stdout.splitlines())["hash"].strip()
     assert digest == keys.hash_key(key)
-    hashed = subprocess.run(
-        [PYTHON, "-m", "scripts.bridge_key", "hash"], cwd=ROOT, input=key + "\n", capture_output=True, text=True
-    )
-    assert hashed.stdout.strip() == digest
-    refused = subprocess.run(
-        [PYTHON, "-m", "scripts.bridge_key", "hash"], cwd=ROOT, input=key[:-1] + "\n", capture_output=True, text=True
-    )
+    hashed = shim("bridge-key", "hash", "--json", cwd=tmp_path, stdin=key + "\n")
+    assert json.loads(hashed.stdout) == {"hash": digest}
+    refused = shim("bridge-key", "hash", cwd=tmp_path, stdin=key[:-1] + "\n")
     assert refused.returncode == 2 and refused.stdout == ""
+
+
+def test_the_capability_and_stage_shims(tmp_path: Path) -> None:
+    made = shim("capability", "keygen", "--kid", "shim-1", "--out", "cap.key", cwd=tmp_path)
+    assert made.returncode == 0 and (tmp_path / "cap.key").is_file(), made.stderr
+    staged = shim("stage", "--out", "out", cwd=tmp_path)
+    assert staged.returncode == 0, staged.stderr
+    assert {Path(line).name for line in staged.stdout.split()} == {f.name for f in all_functions()}
+    assert all((tmp_path / "out" / "functions" / f.name / "main.py").is_file() for f in all_functions())
+    for name in ("bridge-key", "capability", "reseal", "deploy", "stage"):
+        text = (ROOT / "scripts" / name).read_text()
+        assert "exec " in text and "/.venv/bin/agentpack" in text, name  # a shim, no logic of its own
 
 
 def _free_port() -> int:

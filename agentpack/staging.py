@@ -3,20 +3,27 @@
 Each folder holds the function's main.py, the modules of shared/ it imports
 (followed transitively), requirements.txt, and, when given, the capability
 public keys as capability_keys.json (read by shared/config.py when
-AGENTPACK_CAPABILITY_PUBLIC_KEYS is unset). Nothing else from the repo is needed.
+AGENTPACK_CAPABILITY_PUBLIC_KEYS is unset). Beside them, ``firestore/`` holds
+firebase.json, firestore.rules and firestore.indexes.json for ``firebase deploy``.
+The sources come from the checkout or from the installed copy (functions_index).
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import shutil
 from pathlib import Path
 
-from scripts.functions_index import ROOT, Function, all_functions
+from agentpack.functions_index import SOURCES, Function
 
-BUILD = ROOT / "build" / "functions"
-SHARED = ROOT / "shared"
+
+class StagingError(ValueError):
+    """What was asked cannot be staged (e.g. a malformed or dev-only capability key): nothing is deployed."""
+
+
+def default_build_dir() -> Path:
+    """build/ of the checkout; from an installation, build/ in the current directory (never site-packages)."""
+    return (SOURCES.root if SOURCES.checkout else Path.cwd()) / "build"
 
 
 def shared_imports(source: Path) -> set[str]:
@@ -40,48 +47,44 @@ def needed_modules(function: Function) -> set[str]:
         if name in needed:
             continue
         needed.add(name)
-        pending |= shared_imports(SHARED / f"{name}.py")
+        pending |= shared_imports(SOURCES.shared / f"{name}.py")
     return needed
 
 
-def stage(function: Function, build: Path = BUILD, capability_keys: str | None = None) -> Path:
-    target = build / function.name
+def stage(function: Function, functions_dir: Path, capability_keys: str | None = None) -> Path:
+    """``functions_dir/<name>/``, rebuilt from scratch."""
+    target = functions_dir / function.name
     if target.exists():
         shutil.rmtree(target)
     (target / "shared").mkdir(parents=True)
     shutil.copy2(function.source, target / "main.py")
-    shutil.copy2(SHARED / "__init__.py", target / "shared" / "__init__.py")
+    shutil.copy2(SOURCES.shared / "__init__.py", target / "shared" / "__init__.py")
     for module in sorted(needed_modules(function)):
-        shutil.copy2(SHARED / f"{module}.py", target / "shared" / f"{module}.py")
-    shutil.copy2(ROOT / "requirements.txt", target / "requirements.txt")
+        shutil.copy2(SOURCES.shared / f"{module}.py", target / "shared" / f"{module}.py")
+    shutil.copy2(SOURCES.root / "requirements.txt", target / "requirements.txt")
     if capability_keys is not None:
         (target / "capability_keys.json").write_text(capability_keys)
     return target
 
 
+def stage_firestore(build: Path) -> Path:
+    """``build/firestore/`` with firebase.json and the rules and indexes it names; returns its firebase.json."""
+    target = build / "firestore"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("firebase.json", "firestore.rules", "firestore.indexes.json"):
+        shutil.copy2(SOURCES.root / name, target / name)
+    return target / "firebase.json"
+
+
 def checked_capability_keys(text: str) -> str:
-    """The key set as canonical JSON, or exit: a malformed or non-strict key is never deployed."""
+    """The key set as canonical JSON; StagingError for a malformed, non-strict or dev-only key."""
     from shared import errors, tokens
     from shared.config import DEV_ONLY_CAPABILITY_PUBLIC_KEY
 
     try:
         keyset = tokens.KeySet.from_json(text)
     except errors.ConfigRefused as refusal:
-        raise SystemExit(f"error: {refusal.reason}") from None
+        raise StagingError(refusal.reason) from None
     if any(keyset.public_key(kid) == DEV_ONLY_CAPABILITY_PUBLIC_KEY for kid in keyset):
-        raise SystemExit("error: the dev capability key (emulator-config/) must never be deployed")
+        raise StagingError("the dev capability key (emulator-config/) must never be deployed")
     return keyset.to_json()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=BUILD, help="where to build (default: build/functions)")
-    parser.add_argument("--capability-public-keys", help="JSON {kid: base64url public key} to bundle")
-    args = parser.parse_args()
-    keys = checked_capability_keys(args.capability_public_keys) if args.capability_public_keys else None
-    for function in all_functions():
-        print(stage(function, args.out, keys))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,5 @@
+import sys
+
+from agentpack.cli.app import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""agentpack agents: create, get, list, update, disable, enable."""
+
+from __future__ import annotations
+
+from agentpack.cli import output
+from agentpack.cli.context import EXIT_OK, Context, paged
+from agentpack.models import to_dict
+
+
+def agents_create(ctx: Context) -> int:
+    return ctx.show(ctx.client("bridge").create_agent(ctx.args.display_name, tenant_id=ctx.args.tenant))
+
+
+def agents_get(ctx: Context) -> int:
+    return ctx.show(ctx.client("any").get_agent(ctx.args.agent_id))
+
+
+def agents_list(ctx: Context) -> int:
+    client = ctx.client("bridge")
+    agents, token = paged(
+        ctx,
+        lambda size, token: client.list_agents(tenant_id=ctx.args.tenant, page_size=size, page_token=token),
+        "agents",
+    )
+    if ctx.json:
+        ctx.print_json({"agents": [to_dict(agent) for agent in agents], "next_page_token": token})
+        return EXIT_OK
+    rows = [(a.agent_id, a.display_name, a.tenant_id, a.disabled, a.created_at) for a in agents]
+    output.table(("agent_id", "display_name", "tenant_id", "disabled", "created_at"), rows, ctx.out)
+    return EXIT_OK
+
+
+def agents_update(ctx: Context) -> int:
+    return ctx.show(ctx.client("bridge").update_agent(ctx.args.agent_id, display_name=ctx.args.name))
+
+
+def agents_disable(ctx: Context) -> int:
+    return ctx.show(ctx.client("bridge").update_agent(ctx.args.agent_id, disabled=True))
+
+
+def agents_enable(ctx: Context) -> int:
+    return ctx.show(ctx.client("bridge").update_agent(ctx.args.agent_id, disabled=False))
