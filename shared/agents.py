@@ -18,6 +18,8 @@ DEFAULT_TENANT = "default"
 class CreateAgent(schema.Body):
     display_name: schema.DisplayName
     tenant_id: schema.TenantId = DEFAULT_TENANT
+    scopes: schema.Scopes | None = None
+    public: bool | None = None
 
 
 class GetAgent(schema.Body):
@@ -34,6 +36,8 @@ class UpdateAgent(schema.Body):
     agent_id: schema.Identifier
     display_name: schema.DisplayName | None = None
     disabled: bool | None = None
+    scopes: schema.Scopes | None = None
+    public: bool | None = None
 
 
 def public(agent: AgentRecord) -> dict[str, Any]:
@@ -43,7 +47,14 @@ def public(agent: AgentRecord) -> dict[str, Any]:
         "tenant_id": agent["tenant_id"],
         "created_at": clock.rfc3339(agent["created_at"]),
         "disabled": agent["disabled"],
+        "scopes": scopes_of(agent),
+        "public": agent.get("public", False),
     }
+
+
+def scopes_of(agent: AgentRecord) -> list[str]:
+    """The most the agent's OAuth tokens may carry."""
+    return list(agent.get("scopes", []))
 
 
 def create(body: CreateAgent, principal: Principal) -> dict[str, Any]:
@@ -58,6 +69,8 @@ def create(body: CreateAgent, principal: Principal) -> dict[str, Any]:
             "created_at": c.now,
             "disabled": False,
             "active_keys": {},
+            "scopes": list(body.scopes or []),
+            "public": bool(body.public),
         }
         c.create(path, agent)
         c.record("agent.create", {"kind": "agent", "agent_id": agent_id, "tenant_id": body.tenant_id})
@@ -108,6 +121,14 @@ def update(body: UpdateAgent, principal: Principal) -> dict[str, Any]:
         if body.disabled is not None and body.disabled != agent["disabled"]:
             agent["disabled"] = body.disabled
             changed.append("disabled")
+        if body.scopes is not None and body.scopes != scopes_of(agent):
+            agent["scopes"] = list(body.scopes)
+            changed.append("scopes")
+        if body.public is not None and body.public != agent.get("public", False):
+            if body.public and any(v is None or c.now < v for v in agent["active_keys"].values()):
+                raise errors.Conflict("An agent with live keys cannot become public: revoke its keys first.")
+            agent["public"] = body.public
+            changed.append("public")
         if changed:  # nothing changed, nothing to write or audit
             c.set(path, agent)
             c.record("agent.update", {"kind": "agent", "agent_id": body.agent_id, "changes": sorted(changed)})

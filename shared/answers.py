@@ -81,6 +81,8 @@ class Agent(Answer):
     tenant_id: str
     created_at: Timestamp
     disabled: bool
+    scopes: list[str] = Field(description="The most the agent's OAuth access tokens may carry.")
+    public: bool = Field(description="A public OAuth client: holds no keys; only the device-code and refresh grants.")
 
 
 class AgentPage(Answer):
@@ -94,12 +96,15 @@ class AgentPage(Answer):
 class IssuedKey(Answer):
     key_id: KeyId
     agent_id: AgentId
-    device_key: str = Field(
-        pattern=r"^apkd_[0-9A-Za-z]{93}$", description="The key itself: shown in this answer only, never again."
+    device_key: str | None = Field(
+        default=None,
+        pattern=r"^apkd_[0-9A-Za-z]{93}$",
+        description="The key itself: shown in this answer only, never again. Absent when a public_key was registered.",
     )
     label: str | None
     created_at: Timestamp
     expires_at: Timestamp | None = Field(description="null: the key does not expire.")
+    scopes: list[str] | None = Field(description="The key's narrower scopes; null: the agent's scopes.")
 
 
 class RevokedKey(Answer):
@@ -115,6 +120,10 @@ class DeviceKey(Answer):
     revoked_at: Timestamp | None
     replaced_by: KeyId | None = Field(
         description="The key that replaced this one by rotation (it then lives out its grace window), or null."
+    )
+    scopes: list[str] | None = Field(description="The key's narrower scopes; null: the agent's scopes.")
+    kind: Literal["secret", "key_pair"] = Field(
+        description="secret: a device key (a header credential); key_pair: a registered public key (private_key_jwt)."
     )
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from shared import errors, keys
 
 if TYPE_CHECKING:
+    from shared.access_tokens import SigningKeys
     from shared.tokens import KeySet
 
 DEFAULT_PROJECT = "demo-agentpack"
@@ -30,6 +31,8 @@ DEFAULT_PROJECT = "demo-agentpack"
 DEV_ONLY_BRIDGE_KEY_HASH = "141ec46948856bf138b65d4b7c494aae28912647e0082159c697878e8f4a43df"
 DEV_ONLY_CAPABILITY_PUBLIC_KEY = base64.urlsafe_b64decode("u1Jo0zHQLHA00RjTEWgXzsXsmqHMgiq-uzX2FOaVI4k=")
 DEV_ONLY_SECRETS_KEY = base64.urlsafe_b64decode("JCWBJEnD7WzFMCgqEpjh61vppqcw87ivDIiYiuDmKfs=")
+DEV_ONLY_TOKEN_SIGNING_SEED = base64.urlsafe_b64decode("m1h0LRnPv8DThlD5u7Sk3e2g5tmcTThkDYQ0ZtgqJEo=")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -165,8 +168,63 @@ def secrets_keyring() -> Keyring:
     return parse_keyring(os.environ.get("AGENTPACK_SECRETS_KEYS", ""))
 
 
+@functools.cache
+def issuer() -> str:
+    """``AGENTPACK_ISSUER``: the OAuth issuer URL every endpoint lives under (locally the server's own URL).
+
+    An ``https`` URL, or ``http`` on a loopback host; no query, fragment or trailing slash.
+    """
+    default = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
+    value = os.environ.get("AGENTPACK_ISSUER", "").strip() or default
+    if not is_audience_url(value) or value.endswith("/") or "?" in value or "#" in value:
+        raise errors.ConfigRefused("AGENTPACK_ISSUER must be an https URL (or http on a loopback host)")
+    return value
+
+
+def is_audience_url(value: str) -> bool:
+    """An absolute ``https://`` URI, or ``http://`` on a loopback host (RFC 8707 resources, the issuer)."""
+    from urllib.parse import urlsplit
+
+    if not value.isascii() or any(ch <= " " or ch == "\x7f" for ch in value) or len(value) > 2048:
+        return False
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # a malformed port raises ValueError
+    except ValueError:
+        return False
+    if parts.fragment or not parts.hostname or "@" in parts.netloc:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)
+
+
+@functools.cache
+def token_signing_keys() -> SigningKeys:
+    """The online access-token signing keys: from Secret Manager, or locally AGENTPACK_TOKEN_SIGNING_KEYS."""
+    from shared.access_tokens import SigningKeys
+
+    if _from_secret_manager():
+        from shared import secret_manager
+
+        keys = SigningKeys.from_json(secret_manager.access(_project(), secret_manager.TOKEN_SIGNING_KEYS))
+        if any(keys.public_key(kid) == _dev_token_public_key() for kid in keys):
+            raise errors.ConfigRefused("the dev token signing key is configured in a deployment")
+        return keys
+    text = os.environ.get("AGENTPACK_TOKEN_SIGNING_KEYS", "").strip()
+    if not text:
+        raise errors.ConfigRefused("AGENTPACK_TOKEN_SIGNING_KEYS is not set")
+    return SigningKeys.from_json(text)
+
+
+def _dev_token_public_key() -> bytes:
+    from shared import crypto
+
+    return crypto.public_key_of(DEV_ONLY_TOKEN_SIGNING_SEED)
+
+
 def reset() -> None:
     """Forget the cached configuration (tests that change the environment)."""
     get.cache_clear()
     capability_keys.cache_clear()
     secrets_keyring.cache_clear()
+    issuer.cache_clear()
+    token_signing_keys.cache_clear()

@@ -147,8 +147,10 @@ def _resolve_device_key(key: str, delegation_id: str | None, route: str, reads: 
     docs = store.get_many([plan.agent, key_path, *plan.delegation, *plan.extra])
     agent: records.AgentRecord | None = docs[0]
     record: records.DeviceKeyRecord | None = docs[1]
-    if agent is None or record is None or not keys.hash_matches(key, record["key_hash"]):
-        raise errors.Unauthenticated()
+    stored_hash = record["key_hash"] if record is not None else None
+    if agent is None or stored_hash is None or not keys.hash_matches(key, stored_hash):
+        raise errors.Unauthenticated()  # a key pair's record has no hash: it is never a header credential
+    assert record is not None
     if not key_is_live(record) or agent["disabled"]:
         raise errors.Unauthenticated()
     principal = Principal(

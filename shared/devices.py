@@ -15,9 +15,11 @@ A replaced key may not issue, rotate or revoke (``require_full_credential``).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from shared import change, clock, errors, ids, keys, records, schema, store
+from pydantic import Field
+
+from shared import agents, change, clock, crypto, errors, ids, jws, keys, records, schema, store
 from shared.credentials import key_is_live
 from shared.principal import Principal
 from shared.records import AgentRecord, DeviceKeyRecord
@@ -31,6 +33,8 @@ class IssueKey(schema.Body):
     label: schema.Label | None = None
     ttl_seconds: schema.SafeInt | None = None
     replaces_key_id: schema.Identifier | None = None
+    scopes: schema.Scopes | None = None
+    public_key: Annotated[str, Field(min_length=43, max_length=43)] | None = None
 
 
 class RevokeKey(schema.Body):
@@ -49,7 +53,33 @@ def public(record: DeviceKeyRecord) -> dict[str, Any]:
         "expires_at": clock.rfc3339(record["expires_at"]),
         "revoked_at": clock.rfc3339(record["revoked_at"]),
         "replaced_by": record["replaced_by"],
+        "scopes": record.get("scopes"),
+        "kind": kind_of(record),
     }
+
+
+def kind_of(record: DeviceKeyRecord) -> str:
+    """``secret`` (a device key, also a header credential) or ``key_pair`` (for private_key_jwt only)."""
+    return record.get("kind", "secret")
+
+
+def scopes_of(record: DeviceKeyRecord, agent: AgentRecord) -> list[str]:
+    """What tokens got with this key may carry at most: the agent's scopes, narrowed by the key's, now."""
+    allowed = agents.scopes_of(agent)
+    narrowed = record.get("scopes")
+    return allowed if narrowed is None else [scope for scope in allowed if scope in narrowed]
+
+
+def _public_key(encoded: str | None) -> bytes | None:
+    if encoded is None:
+        return None
+    try:
+        raw = jws.b64decode(encoded)
+    except ValueError:
+        raise errors.InvalidRequest("public_key: not base64url of 32 bytes") from None
+    if not crypto.public_key_is_strict(raw):
+        raise errors.InvalidRequest("public_key: not a strict Ed25519 public key")
+    return raw
 
 
 def _active_count(active: dict[str, datetime | None], now: datetime) -> int:
@@ -65,8 +95,9 @@ def issue(body: IssueKey, agent_id: str, principal: Principal) -> dict[str, Any]
     if replaces is not None and ids.agent_of_device_key(replaces) != agent_id:
         raise errors.NotFound()  # not a key of this agent: it does not exist for the caller
 
+    key_pair = _public_key(body.public_key)
     key_id = ids.new_device_key_id(agent_id)
-    device_key = keys.new_device_key(key_id)
+    device_key = keys.new_device_key(key_id) if key_pair is None else None
     agent_path = records.agent_path(agent_id)
     old_path = records.device_key_path(agent_id, replaces) if replaces else None
     # The caller's own key, re-read in the transaction (it is among the credential's standing documents).
@@ -86,6 +117,10 @@ def issue(body: IssueKey, agent_id: str, principal: Principal) -> dict[str, Any]
         agent: AgentRecord | None = c[agent_path]
         if agent is None:
             raise errors.NotFound()
+        if agent.get("public", False):
+            raise errors.Conflict("A public agent holds no keys.")
+        if body.scopes is not None and not set(body.scopes) <= set(agents.scopes_of(agent)):
+            raise errors.InvalidRequest("scopes: a key may carry only scopes its agent has")
         now = c.now
         active = {k: v for k, v in agent["active_keys"].items() if v is None or now < v}
         target = {"kind": "device_key", "key_id": key_id, "agent_id": agent_id}
@@ -110,13 +145,16 @@ def issue(body: IssueKey, agent_id: str, principal: Principal) -> dict[str, Any]
         record: DeviceKeyRecord = {
             "key_id": key_id,
             "agent_id": agent_id,
-            "key_hash": keys.hash_key(device_key),
+            "key_hash": keys.hash_key(device_key) if device_key is not None else None,
             "label": body.label,
             "created_at": now,
             "expires_at": clock.after(body.ttl_seconds) if body.ttl_seconds is not None else None,
             "revoked_at": None,
             "replaces": replaces,
             "replaced_by": None,
+            "kind": "secret" if key_pair is None else "key_pair",
+            "public_key": jws.b64encode(key_pair) if key_pair is not None else None,
+            "scopes": list(body.scopes) if body.scopes is not None else None,
         }
         c.create(records.device_key_path(agent_id, key_id), record)
         active[key_id] = record["expires_at"]
@@ -127,14 +165,18 @@ def issue(body: IssueKey, agent_id: str, principal: Principal) -> dict[str, Any]
 
     reads = [agent_path, *([old_path] if old_path else []), *([caller_path] if caller_path else [])]
     record = change.apply(principal, reads, work)
-    return {
+    answer = {
         "key_id": key_id,
         "agent_id": agent_id,
         "device_key": device_key,
         "label": record["label"],
         "created_at": clock.rfc3339(record["created_at"]),
         "expires_at": clock.rfc3339(record["expires_at"]),
+        "scopes": record.get("scopes"),
     }
+    if device_key is None:
+        del answer["device_key"]  # a key pair: the server never held a secret to show
+    return answer
 
 
 def revoke(body: RevokeKey, principal: Principal) -> dict[str, Any]:

@@ -18,6 +18,7 @@ _PART = f"[0-9A-Za-z]{{{PART_LENGTH}}}"
 AGENT_ID = re.compile(f"agt_({_PART})")
 DEVICE_KEY_ID = re.compile(f"dk_({_PART})({_PART})")
 DELEGATION_ID = re.compile(f"dlg_({_PART})({_PART})")
+FAMILY_ID = re.compile(f"rtf_({_PART})({_PART})({_PART})")
 EVENT_ID = re.compile(r"evt_[0-9]{13}[0-9A-Za-z]{10}")
 
 
@@ -46,6 +47,16 @@ def new_device_key_id(agent_id: str) -> str:
 
 def new_delegation_id(grantor_id: str) -> str:
     return "dlg_" + agent_part(grantor_id) + random_base62(PART_LENGTH)
+
+
+def new_family_id(key_id: str) -> str:
+    """A refresh-token family of a login through ``key_id``: it names the key, which names the agent."""
+    return "rtf_" + key_id[len("dk_") :] + random_base62(PART_LENGTH)
+
+
+def key_of_family(family_id: str) -> str | None:
+    match = FAMILY_ID.fullmatch(family_id)
+    return "dk_" + match.group(1) + match.group(2) if match else None
 
 
 def new_event_id() -> str:

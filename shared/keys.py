@@ -20,12 +20,19 @@ from shared import ids
 
 BRIDGE_PREFIX = "apkb"
 DEVICE_PREFIX = "apkd"
+REFRESH_PREFIX = "apkr"
 SECRET_LENGTH = 43  # 62**43 > 2**256: 43 digits hold 32 random bytes
 CHECK_LENGTH = 6
 
 _BRIDGE = re.compile(rf"{BRIDGE_PREFIX}_[0-9A-Za-z]{{{SECRET_LENGTH}}}[0-9A-Za-z]{{{CHECK_LENGTH}}}")
 _DEVICE = re.compile(
     rf"{DEVICE_PREFIX}_([0-9A-Za-z]{{{2 * ids.PART_LENGTH}}})[0-9A-Za-z]{{{SECRET_LENGTH}}}"
+    rf"[0-9A-Za-z]{{{CHECK_LENGTH}}}"
+)
+
+
+_REFRESH = re.compile(
+    rf"{REFRESH_PREFIX}_([0-9A-Za-z]{{{3 * ids.PART_LENGTH}}})[0-9A-Za-z]{{{SECRET_LENGTH}}}"
     rf"[0-9A-Za-z]{{{CHECK_LENGTH}}}"
 )
 
@@ -48,6 +55,16 @@ def new_bridge_key() -> str:
 
 def new_device_key(key_id: str) -> str:
     return _with_check(f"{DEVICE_PREFIX}_{key_id[len('dk_') :]}{_random_secret()}")
+
+
+def new_refresh_token(family_id: str) -> str:
+    return _with_check(f"{REFRESH_PREFIX}_{family_id[len('rtf_') :]}{_random_secret()}")
+
+
+def family_of_refresh_token(token: str) -> str | None:
+    """The family a well-formed refresh token (right checksum) names, or None."""
+    match = _REFRESH.fullmatch(token)
+    return "rtf_" + match.group(1) if match and has_valid_check(token) else None
 
 
 def has_valid_check(key: str) -> bool:

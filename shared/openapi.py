@@ -355,6 +355,11 @@ _VALIDATOR_RULES: dict[Callable[..., Any], dict[str, Any]] = {
     schema._text: {"pattern": rf"^[^{_CONTROL}]*$"},
     schema._tenant: {"pattern": f"^{schema._TENANT.pattern}$"},
     secrets._name: {"pattern": f"^{secrets._NAME.pattern}$"},
+    schema._scopes: {
+        "items": {"type": "string", "pattern": f"^{schema.SCOPE.pattern}$"},
+        "uniqueItems": True,
+        "description": "Distinct scope strings (RFC 6749 §3.3).",
+    },
 }
 
 

@@ -10,7 +10,7 @@ credential path).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 AGENTS = "agents"
 DEVICE_KEYS = "device_keys"  # a subcollection of each agent
@@ -19,6 +19,9 @@ DELEGATIONS = "delegations"
 SETTINGS = "settings"
 AUDIT_EVENTS = "audit_events"
 CAPABILITY_TOKENS = "capability_tokens"
+REFRESH_FAMILIES = "refresh_families"
+REVOKED_TOKENS = "revoked_tokens"
+SPENT_ASSERTIONS = "spent_assertions"  # client assertions and DPoP proofs, by a hash of their jti
 
 SETTINGS_PATH = f"{SETTINGS}/current"  # all settings in one document: one read beside any change
 
@@ -30,18 +33,23 @@ class AgentRecord(TypedDict):
     created_at: datetime
     disabled: bool
     active_keys: dict[str, datetime | None]  # key ID -> expiry: the key limit needs no query
+    scopes: NotRequired[list[str]]  # the most its OAuth tokens may carry (absent: none)
+    public: NotRequired[bool]  # a public OAuth client: no keys, only the device-code and refresh grants
 
 
 class DeviceKeyRecord(TypedDict):
     key_id: str
     agent_id: str
-    key_hash: str  # SHA-256 of the key; the key itself is never stored
+    key_hash: str | None  # SHA-256 of a secret key; the key itself is never stored (None for a key pair)
     label: str | None
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
     replaces: str | None
     replaced_by: str | None
+    kind: NotRequired[Literal["secret", "key_pair"]]  # absent: secret
+    public_key: NotRequired[str | None]  # a key pair's raw Ed25519 public key, base64url
+    scopes: NotRequired[list[str] | None]  # narrower than the agent's; None or absent: the agent's
 
 
 class DelegationRecord(TypedDict):
@@ -92,6 +100,37 @@ class CapabilityRecord(TypedDict):
     recorded_at: datetime
 
 
+class RefreshFamilyRecord(TypedDict):
+    """One login's chain of refresh tokens: each refresh spends the current token and issues the next."""
+
+    family_id: str
+    client_id: str
+    sub: str
+    tenant_id: str
+    key_id: str
+    scopes: list[str]
+    aud: str
+    created_at: datetime
+    current_hash: str  # SHA-256 of the one live refresh token
+    current_expires_at: datetime
+    spent_hashes: list[str]  # the most recent spent ones: presenting one again revokes the family
+    revoked_at: datetime | None
+    jkt: str | None  # bound to this DPoP key, if the login was
+    expire_at: datetime  # for a Firestore TTL policy: when no token of the family can live any more
+
+
+class RevokedTokenRecord(TypedDict):
+    jti: str
+    client_id: str
+    revoked_at: datetime
+    expire_at: datetime  # the token's own expiry: the record is useless after it
+
+
+class SpentAssertionRecord(TypedDict):
+    kind: Literal["client_assertion", "dpop_proof"]
+    expire_at: datetime
+
+
 def agent_path(agent_id: str) -> str:
     return f"{AGENTS}/{agent_id}"
 
@@ -116,6 +155,18 @@ def delegation_path(delegation_id: str) -> str:
 
 def audit_event_path(event_id: str) -> str:
     return f"{AUDIT_EVENTS}/{event_id}"
+
+
+def refresh_family_path(family_id: str) -> str:
+    return f"{REFRESH_FAMILIES}/{family_id}"
+
+
+def revoked_token_path(jti: str) -> str:
+    return f"{REVOKED_TOKENS}/{jti}"
+
+
+def spent_assertion_path(digest: str) -> str:
+    return f"{SPENT_ASSERTIONS}/{digest}"
 
 
 def capability_path(jti: str) -> str:

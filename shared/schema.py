@@ -50,7 +50,20 @@ def _tenant(value: str) -> str:
     return value
 
 
+SCOPE = re.compile(r"[A-Za-z0-9:._/-]{1,64}")
+MAX_SCOPES = 50
+
+
+def _scopes(value: list[str]) -> list[str]:
+    if any(SCOPE.fullmatch(scope) is None for scope in value):
+        raise ValueError("each scope must match [A-Za-z0-9:._/-]{1,64}")
+    if len(set(value)) != len(value):
+        raise ValueError("a scope is named twice")
+    return value
+
+
 Identifier = Annotated[str, AfterValidator(_identifier)]
+Scopes = Annotated[list[str], Field(max_length=MAX_SCOPES), AfterValidator(_scopes)]
 TenantId = Annotated[str, AfterValidator(_tenant)]
 DisplayName = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_text)]
 Label = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_text)]

@@ -19,6 +19,7 @@ log = logging.getLogger("agentpack")
 
 BRIDGE_KEY_HASHES = "agentpack-bridge-key-hashes"
 SECRETS_KEYS = "agentpack-secrets-keys"
+TOKEN_SIGNING_KEYS = "agentpack-token-signing-keys"  # noqa: S105 - a secret's name, not its value
 TIMEOUT_SECONDS = 10.0
 
 

@@ -34,7 +34,6 @@ path (strict JSON decoding and type checks) and gets the same answer.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import itertools
 import json
@@ -44,7 +43,9 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from shared import crypto, errors, ids, strictjson
+from shared import crypto, errors, ids, jws, strictjson
+from shared.jws import b64decode as b64decode  # re-exported: the capability tools use them
+from shared.jws import b64encode as b64encode
 
 ALG = "EdDSA"
 TYP = "agentpack-cap+jwt"
@@ -59,7 +60,6 @@ JTI = re.compile(r"[A-Za-z0-9._-]{1,128}")
 ROUTE = re.compile(r"[a-z_]+(?:/[a-z_]+)*")
 SCOPE = re.compile(r"[a-z_]+(?:/[a-z_]+)*(?: [a-z_]+(?:/[a-z_]+)*)*")
 
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 # 64 bytes are 86 base64url characters; the last one carries 2 bits of data and 4 bits that
 # must be zero, so only A, Q, g and w may end a canonical signature.
 _SIGNATURE_LENGTH = 86
@@ -89,21 +89,6 @@ def _b64decode(segment: str) -> bytes:
     (``binascii.Error``, a ``ValueError``).
     """
     return _a2b(segment.replace("-", "+").replace("_", "/") + "=" * (-len(segment) % 4), strict_mode=True)
-
-
-def b64encode(data: bytes) -> str:
-    """Unpadded base64url, as JWS writes it."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64decode(text: str) -> bytes:
-    """Strict unpadded base64url: only ``[A-Za-z0-9_-]``, no padding, canonical; else ``ValueError``."""
-    if _BASE64URL.fullmatch(text) is None:
-        raise ValueError("not unpadded base64url")
-    data = _b64decode(text)
-    if b64encode(data) != text:
-        raise ValueError("not canonical base64url")
-    return data
 
 
 class KeySet(Mapping[str, crypto.Verifier]):
@@ -340,11 +325,7 @@ def sign(seed: bytes, kid: str, claims: Mapping[str, Any]) -> str:
     """The compact JWS of ``claims`` signed by the private ``seed`` under ``kid``."""
     if KID.fullmatch(kid) is None:
         raise ValueError("kid must match [A-Za-z0-9._-]{1,64}")
-    header = {"alg": ALG, "typ": TYP, "kid": kid}
-    signing_input = ".".join(
-        b64encode(json.dumps(part, separators=(",", ":")).encode("utf-8")) for part in (header, claims)
-    )
-    return signing_input + "." + b64encode(crypto.sign(seed, signing_input.encode("ascii")))
+    return jws.sign(seed, {"alg": ALG, "typ": TYP, "kid": kid}, claims)
 
 
 def mint(

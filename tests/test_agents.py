@@ -12,7 +12,7 @@ from shared import ids
 from tests.conftest import BRIDGE_KEY
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
-AGENT_FIELDS = {"agent_id", "display_name", "tenant_id", "created_at", "disabled"}
+AGENT_FIELDS = {"agent_id", "display_name", "tenant_id", "created_at", "disabled", "scopes", "public"}
 AGENT_ID = re.compile(r"agt_[0-9A-Za-z]{22}")
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 NOT_FOUND = b'{"error":"not_found","error_description":"No such object."}'

@@ -14,8 +14,8 @@ from shared import ids, keys
 from tests.conftest import BRIDGE_KEY
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
-ISSUE_FIELDS = {"key_id", "agent_id", "device_key", "label", "created_at", "expires_at"}
-LIST_FIELDS = {"key_id", "label", "created_at", "expires_at", "revoked_at", "replaced_by"}
+ISSUE_FIELDS = {"key_id", "agent_id", "device_key", "label", "created_at", "expires_at", "scopes"}
+LIST_FIELDS = {"key_id", "label", "created_at", "expires_at", "revoked_at", "replaced_by", "scopes", "kind"}
 KEY_ID = re.compile(r"dk_[0-9A-Za-z]{44}")
 DEVICE_KEY = re.compile(r"apkd_[0-9A-Za-z]{44}[0-9A-Za-z]{43}[0-9A-Za-z]{6}")
 NOT_FOUND = b'{"error":"not_found","error_description":"No such object."}'
@@ -216,6 +216,8 @@ def test_list_shows_every_key_without_any_secret(api, frozen_clock):
         "expires_at": None,
         "revoked_at": None,
         "replaced_by": None,
+        "scopes": None,
+        "kind": "secret",
     }
     assert by_id[short["key_id"]]["expires_at"] == stamp(at(120))
     assert by_id[short["key_id"]]["revoked_at"] is None

@@ -206,7 +206,7 @@ def test_the_answer_models_refuse_drift_either_way(api: Api) -> None:
     agent = api.bridge("agents/create", {"display_name": "drift"}).get_json()
     answers.Agent.model_validate(agent, strict=True)
     with pytest.raises(ValidationError):
-        answers.Agent.model_validate({**agent, "scopes": []}, strict=True)  # a field the model lacks
+        answers.Agent.model_validate({**agent, "colour": "red"}, strict=True)  # a field the model lacks
     with pytest.raises(ValidationError):
         answers.Agent.model_validate({k: v for k, v in agent.items() if k != "disabled"}, strict=True)
 
