@@ -21,7 +21,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "demo-agentpack"
@@ -270,7 +270,7 @@ def auth_running(port: int | None = None) -> Iterator[str]:
         started.stop()
 
 
-def stop_group(process: subprocess.Popen[bytes]) -> None:
+def stop_group(process: subprocess.Popen[Any]) -> None:
     """Stop a process started with ``start_new_session`` and everything it started: TERM, then KILL
     (the whole group, also when its leader exits first and leaves children behind)."""
     with contextlib.suppress(ProcessLookupError):

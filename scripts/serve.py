@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -104,15 +105,18 @@ def build_app() -> Any:
 
 
 def bind(host: str, port: int, app: Any) -> Any:
-    """The bound (not yet serving) server; a busy port or a bad host is a clear error, exit 1."""
+    """The bound and listening (not yet serving) server; a busy port or a bad host is a clear error, exit 1."""
     from werkzeug.serving import make_server
 
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return make_server(host, port, app, threaded=True)
+        listening = socket.create_server((host, port), family=family, backlog=128)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
-            sys.exit(f"error: port {port} on {host} is in use; stop what uses it or choose another with PORT=")
+            sys.exit(f"error: port {port} on {host} is in use; stop what uses it, or choose another port with PORT=")
         sys.exit(f"error: cannot serve on {host}:{port}: {error.strerror or error}")
+    with listening:  # werkzeug serves a duplicate of this socket
+        return make_server(host, port, app, threaded=True, fd=listening.fileno())
 
 
 @contextlib.contextmanager
