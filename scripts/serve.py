@@ -124,13 +124,13 @@ def emulators() -> Iterator[tuple[str, str]]:
     """The Firestore and Auth emulators: those named by the environment (they must answer), else
     started here side by side and stopped on exit. Yields their ``host:port``."""
     named = {
-        "FIRESTORE_EMULATOR_HOST": ("Firestore emulator", emulator.is_up),
-        "FIREBASE_AUTH_EMULATOR_HOST": ("Auth emulator", emulator.auth_is_up),
+        "FIRESTORE_EMULATOR_HOST": ("a Firestore emulator", emulator.is_up),
+        "FIREBASE_AUTH_EMULATOR_HOST": ("an Auth emulator", emulator.auth_is_up),
     }
     for variable, (name, answers) in named.items():
         host = os.environ.get(variable)
         if host and not answers(host):
-            sys.exit(f"error: {variable}={host} does not answer as a {name}; start it or unset the variable")
+            sys.exit(f"error: {variable}={host} does not answer as {name}; start it or unset the variable")
     with contextlib.ExitStack() as stack:
         starting: dict[str, emulator.Started] = {}
         if not os.environ.get("FIRESTORE_EMULATOR_HOST"):

@@ -123,7 +123,7 @@ def test_an_auth_emulator_variable_must_name_a_running_one(emulator_host: str) -
         out, err = server.communicate(timeout=120)
     finally:
         stop(server)
-    assert server.returncode == 1 and "does not answer as a Auth emulator" in err
+    assert server.returncode == 1 and "does not answer as an Auth emulator" in err
 
 
 def test_scripts_serve_starts_both_emulators_and_stops_both_on_sigterm() -> None:
