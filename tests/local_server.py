@@ -58,10 +58,10 @@ def banner(server: subprocess.Popen[str], timeout: float = 150) -> str:
     return text
 
 
-def stop(server: subprocess.Popen[str], timeout: float = 40) -> int:
-    """SIGTERM the server alone (it must stop its emulators itself), then make sure its group is gone."""
+def stop(server: subprocess.Popen[str], timeout: float = 40, how: signal.Signals = signal.SIGTERM) -> int:
+    """Signal the server alone (it must stop its emulators itself), then make sure its group is gone."""
     if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
+        server.send_signal(how)
     try:
         return server.wait(timeout=timeout)
     finally:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,7 +128,8 @@ def test_an_auth_emulator_variable_must_name_a_running_one(emulator_host: str) -
     assert server.returncode == 1 and "does not answer as an Auth emulator" in err
 
 
-def test_scripts_serve_starts_both_emulators_and_stops_both_on_sigterm() -> None:
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_scripts_serve_starts_both_emulators_and_stops_both_on_sigterm(how: signal.Signals) -> None:
     ports = own_emulator_ports()
     firestore = f"127.0.0.1:{ports['AGENTPACK_FIRESTORE_EMULATOR_PORT']}"
     auth = f"127.0.0.1:{ports['AGENTPACK_AUTH_EMULATOR_PORT']}"
@@ -140,15 +143,32 @@ def test_scripts_serve_starts_both_emulators_and_stops_both_on_sigterm() -> None
             f"http://127.0.0.1:{port}/agents/create", {"display_name": "a"}, {"x-agentpack-key": BRIDGE_KEY}
         )
         assert status == 201
-        # The service was given the Auth emulator: a user signs up through it.
+        # The Auth emulator it started works: a user signs up through it.
         from tests.test_auth_emulator import sign_up
 
         assert sign_up(auth, "served@example.com", "secret-1")["idToken"]
     finally:
-        code = stop(server)
+        code = stop(server, how=how)
     assert code == 0
     assert not answers(firestore) and not answers(auth)
     assert not answers(f"127.0.0.1:{port}")
+
+
+def test_stopped_while_its_emulators_start_it_stops_them_too() -> None:
+    ports = own_emulator_ports()
+    firestore = f"127.0.0.1:{ports['AGENTPACK_FIRESTORE_EMULATOR_PORT']}"
+    auth = f"127.0.0.1:{ports['AGENTPACK_AUTH_EMULATOR_PORT']}"
+    server = serve(clean_env({"PORT": str(emulator.free_port()), **ports}))
+    try:
+        deadline = time.monotonic() + 120
+        while not emulator.is_up(firestore):  # the Firestore emulator is up; the Auth one still starting
+            assert server.poll() is None and time.monotonic() < deadline, "the Firestore emulator never came up"
+            time.sleep(0.1)
+    finally:
+        code = stop(server)
+    assert code == 0
+    assert server.stdout is not None and "serving" not in server.stdout.read()
+    assert not answers(firestore) and not answers(auth)
 
 
 def test_the_dev_env_file_reads_the_same_in_bash_and_in_python(tmp_path: Path) -> None:
