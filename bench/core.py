@@ -166,12 +166,9 @@ def ms(seconds: float) -> str:
 
 
 def dev_env() -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in (ROOT / "emulator-config/dev.env").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, value = line.partition("=")
-            values[name.strip()] = value.strip()
-    return values
+    from scripts import emulator
+
+    return emulator.read_dev_env()  # the one reader of emulator-config/dev.env (it strips the shell quotes)
 
 
 def free_port() -> int:

@@ -1,15 +1,15 @@
-"""Test fixtures: the real Firestore emulator and the real functions-framework apps.
+"""Test fixtures: the real Firestore and Auth emulators and the real functions-framework apps.
 
 If ``FIRESTORE_EMULATOR_HOST`` names a running emulator the tests use it
 (it must have been started with firestore.rules); otherwise they start one
-on a free port and stop it at the end. Every test starts with an empty
-datastore and the system clock.
+on a free port and stop it at the end. The same holds for the Firebase Auth
+emulator and ``FIREBASE_AUTH_EMULATOR_HOST`` (started only when a test asks for
+``auth_emulator``). Every test starts with an empty datastore and the system clock.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,18 +25,12 @@ from functions_framework import create_app  # noqa: E402
 from scripts import emulator  # noqa: E402
 from shared import clock, config, store  # noqa: E402
 
-DEV_ENV = dict(
-    line.split("=", 1)
-    for line in (ROOT / "emulator-config/dev.env").read_text().splitlines()
-    if line.strip() and not line.startswith("#")
-)
+DEV_ENV = emulator.read_dev_env()
 BRIDGE_KEY = DEV_ENV["AGENTPACK_BRIDGE_KEY"]
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return emulator.free_port()
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +42,18 @@ def emulator_host() -> Iterator[str]:
         os.environ["FIRESTORE_EMULATOR_HOST"] = address
         yield address
         del os.environ["FIRESTORE_EMULATOR_HOST"]
+
+
+@pytest.fixture(scope="session")
+def auth_emulator() -> Iterator[str]:
+    """``host:port`` of a Firebase Auth emulator: FIREBASE_AUTH_EMULATOR_HOST's, else one started here."""
+    if os.environ.get("FIREBASE_AUTH_EMULATOR_HOST"):
+        yield os.environ["FIREBASE_AUTH_EMULATOR_HOST"]
+        return
+    with emulator.auth_running(_free_port()) as address:
+        os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = address
+        yield address
+        del os.environ["FIREBASE_AUTH_EMULATOR_HOST"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""The operator and developer scripts: staging, the thin shims over agentpack, and the local server.
+"""The operator and developer scripts: staging, the thin shims over agentpack (the local server: test_serve.py).
 
 Deployment's dry run on a fresh checkout is in tests/test_deploy.py; an install outside the
 checkout in tests/test_install.py.
@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,7 +17,6 @@ import pytest
 from agentpack import staging
 from scripts.functions_index import ROOT, all_functions
 from shared import keys
-from tests.conftest import BRIDGE_KEY
 
 PYTHON = sys.executable
 API_ROUTES = {
@@ -130,57 +125,3 @@ def test_the_capability_and_stage_shims(tmp_path: Path) -> None:
     for name in ("bridge-key", "capability", "reseal", "deploy", "stage"):
         text = (ROOT / "scripts" / name).read_text()
         assert "exec " in text and "/.venv/bin/agentpack" in text, name  # a shim, no logic of its own
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _post(url: str, body: dict[str, object], headers: dict[str, str]) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **headers}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def test_local_server_serves_every_route_on_one_port(emulator_host: str) -> None:
-    port = _free_port()
-    env = {**os.environ, "PORT": str(port), "FIRESTORE_EMULATOR_HOST": emulator_host, "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen([PYTHON, "-m", "scripts.serve"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        banner = server.stdout.readline()
-        assert f":{port}" in banner
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                status, created = _post(
-                    f"{base}/agents/create", {"display_name": "served"}, {"x-agentpack-key": BRIDGE_KEY}
-                )
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        assert status == 201
-        issued = _post(f"{base}/device/issue", {"agent_id": created["agent_id"]}, {"x-agentpack-key": BRIDGE_KEY})[1]
-        status, me = _post(f"{base}/agents/get", {}, {"x-agentpack-device-key": str(issued["device_key"])})
-        assert (status, me["agent_id"]) == (200, created["agent_id"])
-        assert _post(f"{base}/no/such/route", {}, {})[0] == 404
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-@pytest.mark.parametrize("bad_port", ["http", "-"])
-def test_local_server_refuses_a_bad_port(bad_port: str) -> None:
-    env = {**os.environ, "PORT": bad_port, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([PYTHON, "-m", "scripts.serve"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert result.returncode != 0 and "PORT" in result.stderr
