@@ -28,6 +28,10 @@ ACTIONS = (
     "secret.reseal",
     "setting.set",
     "capability.record",
+    "token.issue",
+    "token.refresh",
+    "token.revoke",
+    "token.reuse_detected",
 )
 _PUBLIC_FIELDS = ("event_id", "at", "category", "action", "actor", "target", "request_id")
 

@@ -26,10 +26,13 @@ import dataclasses
 import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import clock, config, errors, ids, keys, records, store
 from shared.principal import BRIDGE, Principal
+
+if TYPE_CHECKING:
+    from shared.access_tokens import AccessToken
 
 BRIDGE_HEADER = "x-agentpack-key"
 DEVICE_HEADER = "x-agentpack-device-key"
@@ -82,8 +85,35 @@ def resolve(request: Request, *, agent_record: bool = False, also_read: Document
     if sent[0] == DEVICE_HEADER:
         principal = _resolve_device_key(value, delegation, request.route, reads)
     else:
-        principal = _resolve_capability(value, delegation, request.route, reads)
+        principal = _resolve_authorization(value, delegation, request, reads)
     return principal.for_request(request.request_id)
+
+
+def _resolve_authorization(value: str, delegation_id: str | None, request: Request, reads: _Reads) -> Principal:
+    """``Bearer`` or ``DPoP``: tokens are told apart by their JOSE header's ``typ``, each held to its own verifier."""
+    scheme, _, token = value.partition(" ")
+    scheme, token = scheme.lower(), token.strip()
+    if not token or scheme not in ("bearer", "dpop"):
+        raise errors.Unauthenticated()
+    capability_keys = config.capability_keys()
+    if scheme == "bearer" and capability_keys is not None and capability_keys.knows_header(token[: token.find(".")]):
+        return _resolve_capability(token, delegation_id, request.route, reads)  # the usual spelling: no decode
+    from shared import access_tokens, tokens
+
+    typ = access_tokens.header_typ(token)
+    if typ == access_tokens.TYP:
+        return _resolve_access_token(token, scheme == "dpop", delegation_id, request, reads)
+    if scheme == "bearer" and typ == tokens.TYP:
+        return _resolve_capability(token, delegation_id, request.route, reads)
+    raise errors.Unauthenticated()
+
+
+def check_bridge_key(headers: Headers) -> None:
+    """For endpoints that take the bridge key beside other client authentication (introspection)."""
+    sent = list(headers.get(BRIDGE_HEADER, []))
+    if len(sent) != 1:
+        raise errors.Unauthenticated()
+    _check_bridge_key(sent[0].strip(), config.get().bridge_key_hashes)
 
 
 def _credentials_in(value: str) -> int:
@@ -166,15 +196,14 @@ def _resolve_device_key(key: str, delegation_id: str | None, route: str, reads: 
     return _finish(principal, agent, delegation_id, docs[2:], plan, route)
 
 
-def _resolve_capability(authorization: str, delegation_id: str | None, route: str, reads: _Reads) -> Principal:
+def _resolve_capability(token: str, delegation_id: str | None, route: str, reads: _Reads) -> Principal:
     from shared import tokens  # only requests that carry a token pay for the verifier
 
-    scheme, _, token = authorization.partition(" ")
     public_keys = config.capability_keys()
-    if scheme.lower() != "bearer" or not token.strip() or public_keys is None:
+    if public_keys is None:
         raise errors.Unauthenticated()
     capability = tokens.verify(
-        token.strip(), public_keys, now=clock.now(), max_ttl_seconds=config.get().capability_max_ttl_seconds
+        token, public_keys, now=clock.now(), max_ttl_seconds=config.get().capability_max_ttl_seconds
     )
     if route not in capability.scopes:
         raise errors.Forbidden("The capability token does not allow this route.")
@@ -234,6 +263,96 @@ def _act_for_grantor(
     )
 
 
+def _resolve_access_token(
+    token: str, bound_scheme: bool, delegation_id: str | None, request: Request, reads: _Reads
+) -> Principal:
+    """An OAuth access token of this issuer, for its audience and the routes its scope names, checked live."""
+    import time
+
+    from shared import access_tokens, dpop
+
+    issuer = config.issuer()
+    now = time.time()
+    claims = access_tokens.verify(token, config.token_signing_keys(), issuer=issuer, now=now)
+    if claims.aud != issuer or (claims.jkt is not None) != bound_scheme or claims.actor is not None:
+        raise errors.Unauthenticated()  # another audience; a bound token sent as Bearer or the reverse
+    proof = None
+    if claims.jkt is not None:
+        sent = list(request.headers.get("dpop", []))
+        if len(sent) != 1:
+            raise errors.Unauthenticated()
+        url = f"{issuer}/{request.route}"
+        proof = dpop.verify(sent[0].strip(), method="POST", url=url, now=now, access_token=token)
+        if proof.jkt != claims.jkt:
+            raise errors.Unauthenticated()
+    if delegation_id is not None:
+        raise errors.Forbidden(DELEGATION_REFUSED)  # a delegation goes beside a device key or capability token
+    if request.route not in claims.scopes:
+        raise errors.Forbidden("The access token does not allow this route.")
+    standing = access_token_paths(claims)
+    extra = list(reads.documents(claims.sub)) if reads.documents else []
+    docs = dict(zip([*standing, *extra], store.get_many([*standing, *extra]), strict=True))
+    if not access_token_stands(claims, docs):
+        raise errors.Unauthenticated()
+    agent: records.AgentRecord = docs[standing[0]]
+    key: records.DeviceKeyRecord = docs[standing[1]]
+    if request.route not in effective_scopes(agent, key):
+        raise errors.Forbidden("The access token does not allow this route.")  # the agent's scopes shrank since
+    if proof is not None and not store.create_once(
+        records.spent_assertion_path(proof.replay_id()),
+        {"kind": "dpop_proof", "expire_at": clock.after(2 * dpop.SKEW_SECONDS)},
+    ):
+        raise errors.Unauthenticated()  # a proof is used once
+    return Principal(
+        kind="agent",
+        via="access_token",
+        agent_id=claims.sub,
+        actor_id=claims.sub,
+        tenant_id=claims.tenant_id,
+        key_id=claims.key_id,
+        agent=agent,
+        family_id=claims.family_id,
+        token_jti=claims.jti,
+        documents={path: docs[path] for path in extra},
+    )
+
+
+def access_token_paths(claims: AccessToken) -> list[str]:
+    """What an access token stands on, read in one round trip: its agent, key, family, and revocation."""
+    key_agent = ids.agent_of_device_key(claims.key_id) or claims.sub
+    paths = [records.agent_path(claims.sub), records.device_key_path(key_agent, claims.key_id)]
+    if claims.family_id is not None:
+        paths.append(records.refresh_family_path(claims.family_id))
+    paths.append(records.revoked_token_path(claims.jti))
+    return paths
+
+
+def access_token_stands(claims: AccessToken, documents: Mapping[str, Any]) -> bool:
+    """Whether nothing the token stands on has fallen: agent enabled (of its tenant), key live, family
+    not revoked, token not revoked. ``documents`` holds ``access_token_paths(claims)``."""
+    paths = access_token_paths(claims)
+    agent: records.AgentRecord | None = documents[paths[0]]
+    key: records.DeviceKeyRecord | None = documents[paths[1]]
+    family: records.RefreshFamilyRecord | None = documents[paths[2]] if claims.family_id is not None else None
+    return (
+        agent is not None
+        and not agent["disabled"]
+        and agent["tenant_id"] == claims.tenant_id
+        and ids.agent_of_device_key(claims.key_id) == claims.client_id
+        and key is not None
+        and key_is_live(key)
+        and (claims.family_id is None or (family is not None and family["revoked_at"] is None))
+        and documents[paths[-1]] is None
+    )
+
+
+def effective_scopes(agent: records.AgentRecord, key: records.DeviceKeyRecord | None) -> list[str]:
+    """What a token got through ``key`` may carry at most, now: the agent's scopes, narrowed by the key's."""
+    allowed = list(agent.get("scopes", []))
+    narrowed = key.get("scopes") if key is not None else None
+    return allowed if narrowed is None else [scope for scope in allowed if scope in narrowed]
+
+
 def key_is_live(record: records.DeviceKeyRecord) -> bool:
     if record["revoked_at"] is not None:
         return False
@@ -273,10 +392,16 @@ def confirm_standing(principal: Principal, documents: Mapping[str, Any]) -> None
     actor: records.AgentRecord | None = documents[records.agent_path(principal.actor_id)]
     if actor is None or actor["disabled"]:
         raise errors.Unauthenticated()
-    if principal.via == "device_key" and principal.key_id is not None:
+    if principal.key_id is not None:
         key: records.DeviceKeyRecord | None = documents[records.device_key_path(principal.actor_id, principal.key_id)]
         if key is None or not key_is_live(key):
             raise errors.Unauthenticated()
+    if principal.family_id is not None:
+        family: records.RefreshFamilyRecord | None = documents[records.refresh_family_path(principal.family_id)]
+        if family is None or family["revoked_at"] is not None:
+            raise errors.Unauthenticated()
+    if principal.token_jti is not None and documents[records.revoked_token_path(principal.token_jti)] is not None:
+        raise errors.Unauthenticated()
     if (
         principal.delegation_id is not None
         and principal.agent_id is not None

@@ -63,13 +63,6 @@ def kind_of(record: DeviceKeyRecord) -> str:
     return record.get("kind", "secret")
 
 
-def scopes_of(record: DeviceKeyRecord, agent: AgentRecord) -> list[str]:
-    """What tokens got with this key may carry at most: the agent's scopes, narrowed by the key's, now."""
-    allowed = agents.scopes_of(agent)
-    narrowed = record.get("scopes")
-    return allowed if narrowed is None else [scope for scope in allowed if scope in narrowed]
-
-
 def _public_key(encoded: str | None) -> bytes | None:
     if encoded is None:
         return None

@@ -144,6 +144,13 @@ class ExpiredToken(ApiError):
     default_description = "The device code has expired."
 
 
+class InvalidDpopProof(ApiError):
+    """RFC 9449 §5: a DPoP proof at the token endpoint that is malformed, stale, replayed or for another request."""
+
+    code, status = "invalid_dpop_proof", 400
+    default_description = "The DPoP proof is not valid for this request."
+
+
 class ConfigError(Unavailable):
     """The deployment's configuration is refused: the service answers 503 rather than serve weaker."""
 

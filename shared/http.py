@@ -66,8 +66,8 @@ class Call:
             return None
 
 
-def reply(status: int, body: Mapping[str, Any]) -> Reply:
-    return Reply(status, body)
+def reply(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Reply:
+    return Reply(status, body, headers or {})
 
 
 def _form_object(raw: bytes) -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from shared import errors, records
 
-Via = Literal["bridge_key", "device_key", "capability"]
+Via = Literal["bridge_key", "device_key", "capability", "access_token", "client"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class Principal:
     agent: records.AgentRecord | None = None
     delegation_id: str | None = None
     superseded: bool = False  # a device key replaced by rotation, in its grace window
+    family_id: str | None = None  # the refresh-token family an access token came from
+    token_jti: str | None = None  # the access token's own ID (its revocation record is named after it)
     documents: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -83,8 +85,12 @@ class Principal:
         if self.is_bridge or self.actor_id is None:
             return []
         paths = [records.agent_path(self.actor_id)]
-        if self.via == "device_key" and self.key_id is not None:
+        if self.key_id is not None:
             paths.append(records.device_key_path(self.actor_id, self.key_id))
+        if self.family_id is not None:
+            paths.append(records.refresh_family_path(self.family_id))
+        if self.token_jti is not None:
+            paths.append(records.revoked_token_path(self.token_jti))
         if self.delegation_id is not None and self.agent_id is not None:
             paths += [records.delegation_path(self.delegation_id), records.agent_path(self.agent_id)]
         return paths

@@ -318,6 +318,18 @@ def query(
         return [(snap.id, snap.to_dict()) for snap in q.limit(limit).stream()]
 
 
+def create_once(path: str, data: Mapping[str, Any]) -> bool:
+    """Create a document unless it exists, atomically: False if it did (a single-use value seen before)."""
+    from google.api_core import exceptions as gexc
+
+    with faults_as_unavailable():
+        try:
+            client().document(path).create(dict(data))
+        except gexc.AlreadyExists:
+            return False
+    return True
+
+
 def page(rows: list[tuple[str, Any]], page_size: int) -> tuple[list[Any], str | None]:
     """One page of a query asked for ``page_size + 1`` rows: the documents, and the next page's token."""
     shown = rows[:page_size]

@@ -144,6 +144,10 @@ class KeySet(Mapping[str, crypto.Verifier]):
     def public_key(self, kid: str) -> bytes:
         return self._public_keys[kid]
 
+    def knows_header(self, segment: str) -> bool:
+        """Whether ``segment`` is a capability header spelled the usual way, for a kid of this set."""
+        return segment in self._by_header
+
     def to_json(self) -> str:
         return json.dumps({kid: b64encode(raw) for kid, raw in self._public_keys.items()})
 
