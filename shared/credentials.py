@@ -285,10 +285,6 @@ def _resolve_access_token(
         proof = dpop.verify(sent[0].strip(), method="POST", url=url, now=now, access_token=token)
         if proof.jkt != claims.jkt:
             raise errors.Unauthenticated()
-    if delegation_id is not None:
-        raise errors.Forbidden(DELEGATION_REFUSED)  # a delegation goes beside a device key or capability token
-    if request.route not in claims.scopes:
-        raise errors.Forbidden("The access token does not allow this route.")
     standing = access_token_paths(claims)
     extra = list(reads.documents(claims.sub)) if reads.documents else []
     docs = dict(zip([*standing, *extra], store.get_many([*standing, *extra]), strict=True))
@@ -296,8 +292,11 @@ def _resolve_access_token(
         raise errors.Unauthenticated()
     agent: records.AgentRecord = docs[standing[0]]
     key: records.DeviceKeyRecord = docs[standing[1]]
-    if request.route not in effective_scopes(agent, key):
-        raise errors.Forbidden("The access token does not allow this route.")  # the agent's scopes shrank since
+    if delegation_id is not None:
+        raise errors.Forbidden(DELEGATION_REFUSED)  # a delegation goes beside a device key or capability token
+    # The route must be in the token's scope and, now, in what its agent and key still allow.
+    if request.route not in claims.scopes or request.route not in effective_scopes(agent, key):
+        raise errors.Forbidden("The access token does not allow this route.")
     if proof is not None and not store.create_once(
         records.spent_assertion_path(proof.replay_id()),
         {"kind": "dpop_proof", "expire_at": clock.after(2 * dpop.SKEW_SECONDS)},
@@ -338,6 +337,7 @@ def access_token_stands(claims: AccessToken, documents: Mapping[str, Any]) -> bo
         agent is not None
         and not agent["disabled"]
         and agent["tenant_id"] == claims.tenant_id
+        and (claims.actor is not None or claims.sub == claims.client_id)
         and ids.agent_of_device_key(claims.key_id) == claims.client_id
         and key is not None
         and key_is_live(key)
