@@ -32,6 +32,11 @@ ACTIONS = (
     "token.refresh",
     "token.revoke",
     "token.reuse_detected",
+    "user.create",
+    "user.update",
+    "user_delegation.grant",
+    "user_delegation.revoke",
+    "relation.write",
 )
 _PUBLIC_FIELDS = ("event_id", "at", "category", "action", "actor", "target", "request_id")
 
@@ -43,7 +48,14 @@ def new_event(
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action}")
     actor = principal.audit_actor()
-    named = (actor.get("agent_id"), actor.get("on_behalf_of"), target.get("agent_id"), target.get("from_agent"))
+    named = (
+        actor.get("agent_id"),
+        actor.get("on_behalf_of"),
+        actor.get("user_id"),
+        target.get("agent_id"),
+        target.get("from_agent"),
+        target.get("user_id"),
+    )
     return {
         "event_id": ids.new_event_id(),
         "at": at,

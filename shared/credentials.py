@@ -58,8 +58,19 @@ class Request(Protocol):
     def request_id(self) -> str: ...
 
 
-def resolve(request: Request, *, agent_record: bool = False, also_read: DocumentsOf | None = None) -> Principal:
+def resolve(
+    request: Request,
+    *,
+    agent_record: bool = False,
+    also_read: DocumentsOf | None = None,
+    users: bool = False,
+    required_scope: str | None = None,
+) -> Principal:
     """The verified principal of ``request``.
+
+    A Firebase ID token (a signed-in user) is accepted only where ``users`` says so; elsewhere a valid
+    one is ``403``: a route for the other side. An OAuth access token must hold the route's name in
+    its scope, or ``required_scope`` where the route names another (``authz:check``).
 
     Beside the credential, in the same round trip, resolution reads what the call names:
     ``agent_record`` reads the record of the agent the request acts as even where the
@@ -76,7 +87,7 @@ def resolve(request: Request, *, agent_record: bool = False, also_read: Document
         raise errors.Unauthenticated()
     value = headers[sent[0]][0].strip()
     delegation = _delegation_id(headers)
-    reads = _Reads(agent_record or also_read is not None, also_read)
+    reads = _Reads(agent_record or also_read is not None, also_read, required_scope or request.route)
     if sent[0] == BRIDGE_HEADER:
         _check_bridge_key(value, settings.bridge_key_hashes)
         if delegation is not None:
@@ -85,11 +96,13 @@ def resolve(request: Request, *, agent_record: bool = False, also_read: Document
     if sent[0] == DEVICE_HEADER:
         principal = _resolve_device_key(value, delegation, request.route, reads)
     else:
-        principal = _resolve_authorization(value, delegation, request, reads)
+        principal = _resolve_authorization(value, delegation, request, reads, users)
     return principal.for_request(request.request_id)
 
 
-def _resolve_authorization(value: str, delegation_id: str | None, request: Request, reads: _Reads) -> Principal:
+def _resolve_authorization(
+    value: str, delegation_id: str | None, request: Request, reads: _Reads, users: bool
+) -> Principal:
     """``Bearer`` or ``DPoP``: tokens are told apart by their JOSE header's ``typ``, each held to its own verifier."""
     scheme, _, token = value.partition(" ")
     scheme, token = scheme.lower(), token.strip()
@@ -105,7 +118,32 @@ def _resolve_authorization(value: str, delegation_id: str | None, request: Reque
         return _resolve_access_token(token, scheme == "dpop", delegation_id, request, reads)
     if scheme == "bearer" and typ == tokens.TYP:
         return _resolve_capability(token, delegation_id, request.route, reads)
+    if scheme == "bearer":
+        return _resolve_user(token, delegation_id, reads, users)
     raise errors.Unauthenticated()
+
+
+def _resolve_user(token: str, delegation_id: str | None, reads: _Reads, users: bool) -> Principal:
+    """A Firebase ID token of a user registered here: verified by firebase-admin, then one read."""
+    from shared import firebase
+
+    user_id = ids.user_id_of(firebase.verify_id_token(token))
+    extra = list(reads.documents(user_id)) if reads.documents else []
+    user_path = records.user_path(user_id)
+    docs = store.get_many([user_path, *extra])
+    user: records.UserRecord | None = docs[0]
+    if user is None or user["disabled"]:
+        raise errors.Unauthenticated()  # an account not registered here, or disabled
+    if not users or delegation_id is not None:
+        raise errors.Forbidden("This route is not for a signed-in user.")
+    return Principal(
+        kind="user",
+        via="id_token",
+        user_id=user_id,
+        tenant_id=user["tenant_id"],
+        user=user,
+        documents=dict(zip(extra, docs[1:], strict=True)),
+    )
 
 
 def check_bridge_key(headers: Headers) -> None:
@@ -147,6 +185,7 @@ class _Reads:
 
     agent: bool
     documents: DocumentsOf | None
+    required_scope: str  # what an access token must hold to call the route
 
 
 @dataclass(frozen=True)
@@ -295,7 +334,7 @@ def _resolve_access_token(
     if delegation_id is not None:
         raise errors.Forbidden(DELEGATION_REFUSED)  # a delegation goes beside a device key or capability token
     # The route must be in the token's scope and, now, in what its agent and key still allow.
-    if request.route not in claims.scopes or request.route not in effective_scopes(agent, key):
+    if reads.required_scope not in claims.scopes or reads.required_scope not in effective_scopes(agent, key):
         raise errors.Forbidden("The access token does not allow this route.")
     if proof is not None and not store.create_once(
         records.spent_assertion_path(proof.replay_id()),
@@ -317,32 +356,65 @@ def _resolve_access_token(
 
 
 def access_token_paths(claims: AccessToken) -> list[str]:
-    """What an access token stands on, read in one round trip: its agent, key, family, and revocation."""
-    key_agent = ids.agent_of_device_key(claims.key_id) or claims.sub
-    paths = [records.agent_path(claims.sub), records.device_key_path(key_agent, claims.key_id)]
+    """What an access token stands on, read in one round trip: its agent, key and revocation record,
+    its refresh family if any, and for an agent acting for a user, the user and their grant."""
+    agent_id = claims.actor or claims.sub
+    key_agent = ids.agent_of_device_key(claims.key_id) or agent_id
+    paths = [
+        records.agent_path(agent_id),
+        records.device_key_path(key_agent, claims.key_id),
+        records.revoked_token_path(claims.jti),
+    ]
     if claims.family_id is not None:
         paths.append(records.refresh_family_path(claims.family_id))
-    paths.append(records.revoked_token_path(claims.jti))
+    if claims.actor is not None:
+        paths += [records.user_path(claims.sub), records.user_grant_path(claims.grant_id or "")]
     return paths
 
 
 def access_token_stands(claims: AccessToken, documents: Mapping[str, Any]) -> bool:
-    """Whether nothing the token stands on has fallen: agent enabled (of its tenant), key live, family
-    not revoked, token not revoked. ``documents`` holds ``access_token_paths(claims)``."""
+    """Whether nothing the token stands on has fallen: its agent enabled (of its tenant), key live, family
+    and token not revoked; acting for a user, the user enabled and their grant live. ``documents`` holds
+    ``access_token_paths(claims)``."""
     paths = access_token_paths(claims)
+    agent_id = claims.actor or claims.sub
     agent: records.AgentRecord | None = documents[paths[0]]
     key: records.DeviceKeyRecord | None = documents[paths[1]]
-    family: records.RefreshFamilyRecord | None = documents[paths[2]] if claims.family_id is not None else None
-    return (
+    family: records.RefreshFamilyRecord | None = documents[paths[3]] if claims.family_id is not None else None
+    stands = (
         agent is not None
         and not agent["disabled"]
         and agent["tenant_id"] == claims.tenant_id
-        and (claims.actor is not None or claims.sub == claims.client_id)
-        and ids.agent_of_device_key(claims.key_id) == claims.client_id
+        and claims.client_id == agent_id
+        and ids.agent_of_device_key(claims.key_id) == agent_id
         and key is not None
         and key_is_live(key)
+        and documents[paths[2]] is None
         and (claims.family_id is None or (family is not None and family["revoked_at"] is None))
-        and documents[paths[-1]] is None
+    )
+    if not stands or claims.actor is None:
+        return stands
+    user: records.UserRecord | None = documents[paths[-2]]
+    grant: records.UserGrantRecord | None = documents[paths[-1]]
+    return (
+        user is not None
+        and not user["disabled"]
+        and user["tenant_id"] == claims.tenant_id
+        and claims.grant_id == ids.grant_id_of(claims.sub, claims.actor)
+        and grant_is_live(grant, claims.sub, claims.actor)
+        and grant is not None
+        and set(claims.scopes) <= set(grant["actions"])
+    )
+
+
+def grant_is_live(grant: records.UserGrantRecord | None, user_id: str, agent_id: str) -> bool:
+    """A ``delegate_of`` grant between this user and this agent, neither revoked nor expired."""
+    return (
+        grant is not None
+        and grant["user_id"] == user_id
+        and grant["agent_id"] == agent_id
+        and grant["revoked_at"] is None
+        and clock.now() < grant["expires_at"]
     )
 
 
@@ -387,6 +459,11 @@ def confirm_standing(principal: Principal, documents: Mapping[str, Any]) -> None
     lands after a revoke or a disable that answered first: the agent is enabled, the device key
     neither revoked nor expired, the delegation and its grantor still usable.
     """
+    if principal.user_id is not None:
+        user: records.UserRecord | None = documents[records.user_path(principal.user_id)]
+        if user is None or user["disabled"]:
+            raise errors.Unauthenticated()
+        return
     if principal.is_bridge or principal.actor_id is None:
         return
     actor: records.AgentRecord | None = documents[records.agent_path(principal.actor_id)]

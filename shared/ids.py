@@ -7,6 +7,7 @@ random part of their agent's ID. Every ID is URL-safe ``[A-Za-z0-9_]``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import time
@@ -18,6 +19,8 @@ _PART = f"[0-9A-Za-z]{{{PART_LENGTH}}}"
 AGENT_ID = re.compile(f"agt_({_PART})")
 DEVICE_KEY_ID = re.compile(f"dk_({_PART})({_PART})")
 DELEGATION_ID = re.compile(f"dlg_({_PART})({_PART})")
+USER_ID = re.compile(f"usr_{_PART}")
+GRANT_ID = re.compile(f"ugr_({_PART})({_PART})")
 FAMILY_ID = re.compile(f"rtf_({_PART})({_PART})({_PART})")
 EVENT_ID = re.compile(r"evt_[0-9]{13}[0-9A-Za-z]{10}")
 
@@ -47,6 +50,26 @@ def new_device_key_id(agent_id: str) -> str:
 
 def new_delegation_id(grantor_id: str) -> str:
     return "dlg_" + agent_part(grantor_id) + random_base62(PART_LENGTH)
+
+
+def user_id_of(firebase_uid: str) -> str:
+    """A user's ID, derived from its Firebase UID so that an ID token names its record (one read)."""
+    digest = hashlib.sha256(b"agentpack-user\x00" + firebase_uid.encode("utf-8")).digest()
+    return "usr_" + base62_fixed(int.from_bytes(digest[:16], "big"), PART_LENGTH)
+
+
+def is_user_id(value: str) -> bool:
+    return USER_ID.fullmatch(value) is not None
+
+
+def grant_id_of(user_id: str, agent_id: str) -> str:
+    """The one ``delegate_of`` grant between a user and an agent: named by both, found without a query."""
+    return "ugr_" + user_id[len("usr_") :] + agent_part(agent_id)
+
+
+def parties_of_grant(grant_id: str) -> tuple[str, str] | None:
+    match = GRANT_ID.fullmatch(grant_id)
+    return ("usr_" + match.group(1), "agt_" + match.group(2)) if match else None
 
 
 def new_family_id(key_id: str) -> str:

@@ -37,14 +37,17 @@ from shared import (
     store,
 )
 from shared.principal import Principal
-from shared.records import AgentRecord, DeviceKeyRecord, RefreshFamilyRecord
+from shared.records import AgentRecord, DeviceKeyRecord, RefreshFamilyRecord, UserGrantRecord, UserRecord
 
 T = TypeVar("T")
-TOKEN_PATH = "/oauth/token"  # noqa: S105 - a path, not a secret
+TOKEN_PATH = "/oauth/token"
 CLIENT_CREDENTIALS = "client_credentials"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-REFRESH_TOKEN = "refresh_token"  # noqa: S105 - a grant type, not a secret
-GRANTS = (CLIENT_CREDENTIALS, JWT_BEARER, REFRESH_TOKEN)
+REFRESH_TOKEN = "refresh_token"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+GRANTS = (CLIENT_CREDENTIALS, JWT_BEARER, REFRESH_TOKEN, TOKEN_EXCHANGE)
 SPENT_KEPT = 100  # spent refresh tokens remembered per family, for reuse detection
 _Param = Field(default=None, max_length=8192)
 
@@ -62,6 +65,8 @@ class TokenForm(ClientForm):
     resource: str | None = _Param
     refresh_token: str | None = _Param
     assertion: str | None = _Param
+    subject_token: str | None = _Param
+    subject_token_type: str | None = _Param
 
 
 class IntrospectForm(ClientForm):
@@ -195,6 +200,8 @@ def token(request: credentials.Request, form: TokenForm) -> dict[str, Any]:
         return _client_credentials(request, form, proof, requested, audience, issuer)
     if form.grant_type == JWT_BEARER:
         return _jwt_bearer(request, form, proof, requested, audience, issuer)
+    if form.grant_type == TOKEN_EXCHANGE:
+        return _token_exchange(request, form, proof, requested, audience, issuer)
     return _refresh(request, form, proof, requested, issuer)
 
 
@@ -396,6 +403,83 @@ def _refresh(
         raise errors.InvalidGrant()
     assert not isinstance(result, str)
     return _answer(*result)
+
+
+def _subject_user(form: TokenForm) -> str:
+    """The user a token exchange is for: from a Firebase ID token, or a user's access token of ours."""
+    refused = errors.InvalidRequest("subject_token: not a valid token of a user here")
+    if form.subject_token is None or form.subject_token_type is None:
+        raise errors.InvalidRequest("subject_token, subject_token_type: required")
+    if form.subject_token_type == ID_TOKEN_TYPE:
+        from shared import firebase
+
+        try:
+            return ids.user_id_of(firebase.verify_id_token(form.subject_token))
+        except errors.TokenRefused:
+            raise refused from None
+    if form.subject_token_type != ACCESS_TOKEN_TYPE:
+        raise errors.InvalidRequest("subject_token_type: an id_token or an access_token")
+    # Every user token this service issues carries act (an agent acting for the user): exchanging one
+    # would be a second hop, and an agent's own token is no user's. So no access token qualifies today;
+    # the type is accepted for the day user sessions of their own exist.
+    raise refused
+
+
+def _token_exchange(
+    request: credentials.Request,
+    form: TokenForm,
+    proof: dpop.Proof | None,
+    requested: list[str] | None,
+    audience: str,
+    issuer: str,
+) -> dict[str, Any]:
+    """RFC 8693: an agent, authenticated, trades a user's token for one to act for that user (``act``)."""
+    presented = clients.presented(request.headers, form.model_dump())
+    user_id = _subject_user(form)
+    principal = _client_principal(presented.client_id, presented.key_id, request.request_id)
+    user_path = records.user_path(user_id)
+    grant_id = ids.grant_id_of(user_id, presented.client_id)
+    grant_path = records.user_grant_path(grant_id)
+    now = time.time()
+
+    def work(c: change.Change) -> dict[str, Any]:
+        client = clients.authenticate(presented, c, audiences=(issuer + TOKEN_PATH, issuer), now=now)
+        if client.key is None:
+            raise errors.UnauthorizedClient("A public client may use only the device-code and refresh grants.")
+        user: UserRecord | None = c[user_path]
+        grant: UserGrantRecord | None = c[grant_path]
+        if (
+            user is None
+            or user["disabled"]
+            or user["tenant_id"] != client.agent["tenant_id"]
+            or not credentials.grant_is_live(grant, user_id, client.agent_id)
+            or grant is None
+        ):
+            raise errors.InvalidRequest("subject_token: not a valid token of a user here")
+        _refuse_replayed_proof(c, proof)
+        scopes = _granted(requested, grant["actions"])
+        claims = access_tokens.new_claims(
+            issuer=issuer,
+            sub=user_id,
+            aud=audience,
+            client_id=client.agent_id,
+            scopes=scopes,
+            tenant_id=user["tenant_id"],
+            key_id=client.key["key_id"],
+            iat=int(c.now.timestamp()),
+            ttl_seconds=c.settings["access_token_ttl_seconds"],
+            actor=client.agent_id,
+            grant_id=grant_id,
+            jkt=proof.jkt if proof else None,
+        )
+        _spend_assertion(c, presented.assertion)
+        _spend_proof(c, proof)
+        c.record("token.issue", {**_token_target(claims, TOKEN_EXCHANGE), "user_id": user_id, "grant_id": grant_id})
+        return claims
+
+    reads = [*presented.paths(), user_path, grant_path, *_proof_reads(proof)]
+    answer = _answer(_as(presented.failure, lambda: change.apply(principal, reads, work)))
+    return {**answer, "issued_token_type": ACCESS_TOKEN_TYPE}
 
 
 # ---------------------------------------------------------------- introspection and revocation

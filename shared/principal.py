@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from shared import errors, records
 
-Via = Literal["bridge_key", "device_key", "capability", "access_token", "client"]
+Via = Literal["bridge_key", "device_key", "capability", "access_token", "client", "id_token"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Principal:
     asked to read beside the credential, by path.
     """
 
-    kind: Literal["bridge", "agent"]
+    kind: Literal["bridge", "agent", "user"]
     via: Via
     request_id: str = ""
     agent_id: str | None = None
@@ -39,6 +39,8 @@ class Principal:
     superseded: bool = False  # a device key replaced by rotation, in its grace window
     family_id: str | None = None  # the refresh-token family an access token came from
     token_jti: str | None = None  # the access token's own ID (its revocation record is named after it)
+    user_id: str | None = None  # a signed-in user (kind "user")
+    user: records.UserRecord | None = None
     documents: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -56,19 +58,23 @@ class Principal:
         if not self.is_bridge:
             raise errors.Forbidden("Only the bridge key may do this.")
 
+    def require_user_or_bridge(self) -> None:
+        if self.kind == "agent":
+            raise errors.Forbidden("Only a signed-in user or the bridge key may do this.")
+
     def require_agent(self) -> None:
-        if self.is_bridge:
+        if self.kind != "agent":
             raise errors.Forbidden("Only an agent credential may do this.")
 
     def require_full_credential(self) -> None:
-        """For routes that mint or revoke credentials: the bridge key, or an agent's current device key.
+        """For routes that mint or revoke credentials: the bridge key, an agent's current device key, or a user.
 
         A short-lived capability token must not mint a longer-lived credential, and a key replaced by
         rotation (perhaps the stolen one) keeps working through its grace window but may not mint
         keys or delegations nor revoke the key that replaced it.
         """
-        if self.is_bridge:
-            return
+        if self.is_bridge or self.via == "id_token":
+            return  # a signed-in user grants and revokes its own delegations
         if self.via != "device_key" or self.superseded or self.is_delegated:
             raise errors.Forbidden("This needs the bridge key or the agent's current device key.")
 
@@ -82,6 +88,8 @@ class Principal:
 
     def standing_paths(self) -> list[str]:
         """The documents the credential stands on: a write re-reads them inside its transaction."""
+        if self.user_id is not None:
+            return [records.user_path(self.user_id)]
         if self.is_bridge or self.actor_id is None:
             return []
         paths = [records.agent_path(self.actor_id)]
@@ -98,6 +106,8 @@ class Principal:
     def audit_actor(self) -> dict[str, Any]:
         if self.is_bridge:
             return {"kind": "bridge"}
+        if self.kind == "user":
+            return {"kind": "user", "user_id": self.user_id}
         actor: dict[str, Any] = {"kind": "agent", "agent_id": self.actor_id}
         if self.is_delegated:
             actor["on_behalf_of"] = self.agent_id

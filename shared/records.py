@@ -9,6 +9,7 @@ credential path).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -19,6 +20,9 @@ DELEGATIONS = "delegations"
 SETTINGS = "settings"
 AUDIT_EVENTS = "audit_events"
 CAPABILITY_TOKENS = "capability_tokens"
+USERS = "users"
+USER_GRANTS = "user_grants"
+RELATION_TUPLES = "relation_tuples"
 REFRESH_FAMILIES = "refresh_families"
 REVOKED_TOKENS = "revoked_tokens"
 SPENT_ASSERTIONS = "spent_assertions"  # client assertions and DPoP proofs, by a hash of their jti
@@ -100,6 +104,36 @@ class CapabilityRecord(TypedDict):
     recorded_at: datetime
 
 
+class UserRecord(TypedDict):
+    user_id: str  # derived from the Firebase UID: resolving an ID token reads one document
+    firebase_uid: str
+    tenant_id: str
+    display_name: str | None
+    disabled: bool
+    created_at: datetime
+
+
+class UserGrantRecord(TypedDict):
+    """The ``delegate_of`` relation: an agent may act for a user, for some actions, until it expires."""
+
+    grant_id: str  # names the user and the agent: one grant per pair, found without a query
+    user_id: str
+    agent_id: str
+    tenant_id: str
+    actions: list[str]
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+class RelationTupleRecord(TypedDict):
+    tenant_id: str
+    resource: str  # "<type>:<id>"
+    relation: str  # owner, editor or viewer
+    subject: str  # "user:usr_…" or "agent:agt_…"
+    created_at: datetime
+
+
 class RefreshFamilyRecord(TypedDict):
     """One login's chain of refresh tokens: each refresh spends the current token and issues the next."""
 
@@ -155,6 +189,24 @@ def delegation_path(delegation_id: str) -> str:
 
 def audit_event_path(event_id: str) -> str:
     return f"{AUDIT_EVENTS}/{event_id}"
+
+
+def user_path(user_id: str) -> str:
+    return f"{USERS}/{user_id}"
+
+
+def user_grant_path(grant_id: str) -> str:
+    return f"{USER_GRANTS}/{grant_id}"
+
+
+def relation_tuple_path(resource: str, relation: str, subject: str) -> str:
+    """A tuple's document: named by a hash of what it says, so a check reads it by name and names spread.
+
+    The tenant need not be hashed in: a subject (a user or an agent) belongs to exactly one tenant, and a
+    tuple is written only in its subject's tenant, so the same words never name two tenants' tuples.
+    """
+    digest = hashlib.sha256("\x00".join((resource, relation, subject)).encode()).hexdigest()
+    return f"{RELATION_TUPLES}/{digest}"
 
 
 def refresh_family_path(family_id: str) -> str:

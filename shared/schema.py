@@ -31,6 +31,11 @@ class Form(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True, frozen=True, defer_build=True)
 
 
+def check_identifier(value: str) -> str:
+    """The generic ID rules of the contract; ``ValueError`` for a string that breaks them."""
+    return _identifier(value)
+
+
 def _identifier(value: str) -> str:
     # The generic ID rules of the contract; a well-formed ID that names nothing is a 404 later.
     if "/" in value or _CONTROL.search(value) or not 1 <= len(value.encode("utf-8")) <= 128:

@@ -27,6 +27,7 @@ LIBRARY_OWNERS = {
     "google.cloud.firestore_v1": {"store"},
     "google.cloud.secretmanager_v1": {"secret_manager"},
     "grpc": {"store"},
+    "firebase_admin": {"firebase"},
 }
 # What a function file may import from shared/: the HTTP layer, credential resolution and domain modules.
 FUNCTION_FORBIDDEN = {

@@ -1,0 +1,56 @@
+"""Firebase Authentication: the one module that imports firebase-admin.
+
+A user's credential is a Firebase ID token. firebase-admin verifies it (the
+signature against Google's published keys, cached by the library; issuer and
+audience of this project; expiry). With ``FIREBASE_AUTH_EMULATOR_HOST`` set,
+firebase-admin accepts the Auth emulator's unsigned tokens instead, as the
+emulator intends: never set that variable in a deployment (``config`` refuses it
+there). The library costs a noticeable import, paid only by requests that carry
+an ID token.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from shared import config, errors
+
+log = logging.getLogger("agentpack")
+REFUSED = "invalid ID token"
+
+
+@functools.cache
+def _app() -> Any:
+    import firebase_admin
+
+    return firebase_admin.initialize_app(options={"projectId": config.get().project_id}, name="agentpack")
+
+
+def verify_id_token(token: str) -> str:
+    """The Firebase UID of a valid ID token; ``errors.TokenRefused`` for any other string."""
+    from firebase_admin import auth, exceptions
+
+    if type(token) is not str or len(token) > 8192 or not token.isascii() or token.count(".") != 2:
+        raise errors.TokenRefused(REFUSED)
+    try:
+        claims = auth.verify_id_token(token, app=_app(), check_revoked=False, clock_skew_seconds=60)
+    except auth.CertificateFetchError:
+        log.warning("firebase: could not fetch the ID-token certificates")
+        raise errors.Unavailable() from None
+    except (ValueError, exceptions.FirebaseError):
+        raise errors.TokenRefused(REFUSED) from None
+    uid = claims.get("uid") if isinstance(claims, dict) else None
+    if type(uid) is not str or not uid:
+        raise errors.TokenRefused(REFUSED)
+    return uid
+
+
+def reset() -> None:
+    """Forget the app (tests that change the project or the emulator)."""
+    import firebase_admin
+
+    if _app.cache_info().currsize:
+        firebase_admin.delete_app(_app())
+    _app.cache_clear()
