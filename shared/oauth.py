@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field
 
@@ -119,13 +120,8 @@ def _dpop_proof(headers: Mapping[str, Sequence[str]], issuer: str) -> dpop.Proof
         raise errors.InvalidDpopProof() from None
 
 
-def _spent(kind: str, expire_seconds: int) -> records.SpentAssertionRecord:
-    return {"kind": kind, "expire_at": clock.after(expire_seconds)}  # type: ignore[typeddict-item]
-
-
-def _spend_proof(c: change.Change, proof: dpop.Proof | None) -> None:
-    if proof is not None:
-        c.create(records.spent_assertion_path(proof.replay_id()), _spent("dpop_proof", 2 * dpop.SKEW_SECONDS))
+def _spent(kind: Literal["client_assertion", "dpop_proof"], expire_seconds: int) -> records.SpentAssertionRecord:
+    return {"kind": kind, "expire_at": clock.after(expire_seconds)}
 
 
 def _spend_assertion(c: change.Change, assertion: clients.Assertion | None) -> None:
@@ -134,13 +130,73 @@ def _spend_assertion(c: change.Change, assertion: clients.Assertion | None) -> N
         c.create(assertion.spent_path(), _spent("client_assertion", 2 * clients.MAX_ASSERTION_LIFE_SECONDS))
 
 
-def _proof_reads(proof: dpop.Proof | None) -> list[str]:
-    return [records.spent_assertion_path(proof.replay_id())] if proof is not None else []
+@dataclass(frozen=True)
+class _Issue:
+    """What every grant of one token request shares: who asks, for what audience and scopes, with which proof."""
 
+    request: credentials.Request
+    form: TokenForm
+    issuer: str
+    audience: str
+    requested: list[str] | None
+    proof: dpop.Proof | None
+    now: float  # POSIX time, for assertion checks
 
-def _refuse_replayed_proof(c: change.Change, proof: dpop.Proof | None) -> None:
-    if proof is not None and c[records.spent_assertion_path(proof.replay_id())] is not None:
-        raise errors.InvalidDpopProof()
+    @property
+    def audiences(self) -> tuple[str, str]:
+        """What a client assertion may name as its ``aud``: the token endpoint, or the issuer."""
+        return self.issuer + TOKEN_PATH, self.issuer
+
+    @property
+    def jkt(self) -> str | None:
+        return self.proof.jkt if self.proof is not None else None
+
+    def reads(self, *paths: str) -> list[str]:
+        """``paths`` and the proof's spent-``jti`` record, for one round trip."""
+        proof = [records.spent_assertion_path(self.proof.replay_id())] if self.proof is not None else []
+        return list(dict.fromkeys([*paths, *proof]))
+
+    def refuse_replayed_proof(self, c: change.Change) -> None:
+        if self.proof is not None and c[records.spent_assertion_path(self.proof.replay_id())] is not None:
+            raise errors.InvalidDpopProof()
+
+    def spend(self, c: change.Change, assertion: clients.Assertion | None) -> None:
+        """Make the client assertion and the DPoP proof single-use, in the token's own change."""
+        _spend_assertion(c, assertion)
+        if self.proof is not None:
+            c.create(records.spent_assertion_path(self.proof.replay_id()), _spent("dpop_proof", 2 * dpop.SKEW_SECONDS))
+
+    def claims(
+        self,
+        c: change.Change,
+        *,
+        sub: str,
+        client_id: str,
+        scopes: list[str],
+        tenant_id: str,
+        key_id: str,
+        aud: str | None = None,
+        family_id: str | None = None,
+        actor: str | None = None,
+        grant_id: str | None = None,
+        jkt: str | None = None,
+    ) -> dict[str, Any]:
+        """A new access token's claims, with the life the settings give it now."""
+        return access_tokens.new_claims(
+            issuer=self.issuer,
+            sub=sub,
+            aud=aud or self.audience,
+            client_id=client_id,
+            scopes=scopes,
+            tenant_id=tenant_id,
+            key_id=key_id,
+            iat=int(c.now.timestamp()),
+            ttl_seconds=c.settings["access_token_ttl_seconds"],
+            family_id=family_id,
+            actor=actor,
+            grant_id=grant_id,
+            jkt=jkt,
+        )
 
 
 def _client_principal(agent_id: str, key_id: str | None, request_id: str) -> Principal:
@@ -190,71 +246,49 @@ def _token_target(claims: Mapping[str, Any], grant_type: str) -> dict[str, Any]:
 def token(request: credentials.Request, form: TokenForm) -> dict[str, Any]:
     if form.grant_type is None:
         raise errors.InvalidRequest("grant_type: required")
-    if form.grant_type not in GRANTS:
+    grant = _GRANTS.get(form.grant_type)
+    if grant is None:
         raise errors.UnsupportedGrantType()
     issuer = config.issuer()
-    proof = _dpop_proof(request.headers, issuer)
-    requested = _requested_scopes(form.scope)
-    audience = _audience(form.resource, issuer)
-    if form.grant_type == CLIENT_CREDENTIALS:
-        return _client_credentials(request, form, proof, requested, audience, issuer)
-    if form.grant_type == JWT_BEARER:
-        return _jwt_bearer(request, form, proof, requested, audience, issuer)
-    if form.grant_type == TOKEN_EXCHANGE:
-        return _token_exchange(request, form, proof, requested, audience, issuer)
-    return _refresh(request, form, proof, requested, issuer)
+    issue = _Issue(
+        request=request,
+        form=form,
+        issuer=issuer,
+        audience=_audience(form.resource, issuer),
+        requested=_requested_scopes(form.scope),
+        proof=_dpop_proof(request.headers, issuer),
+        now=time.time(),
+    )
+    return grant(issue)
 
 
-def _client_credentials(
-    request: credentials.Request,
-    form: TokenForm,
-    proof: dpop.Proof | None,
-    requested: list[str] | None,
-    audience: str,
-    issuer: str,
-) -> dict[str, Any]:
-    presented = clients.presented(request.headers, form.model_dump())
-    principal = _client_principal(presented.client_id, presented.key_id, request.request_id)
-    now = time.time()
+def _client_credentials(issue: _Issue) -> dict[str, Any]:
+    presented = clients.presented(issue.request.headers, issue.form.model_dump())
+    principal = _client_principal(presented.client_id, presented.key_id, issue.request.request_id)
 
     def work(c: change.Change) -> dict[str, Any]:
-        client = clients.authenticate(presented, c, audiences=(issuer + TOKEN_PATH, issuer), now=now)
+        client = clients.authenticate(presented, c, audiences=issue.audiences, now=issue.now)
         if client.key is None:
             raise errors.UnauthorizedClient("A public client may use only the device-code and refresh grants.")
-        _refuse_replayed_proof(c, proof)
-        scopes = _granted(requested, credentials.effective_scopes(client.agent, client.key))
-        claims = access_tokens.new_claims(
-            issuer=issuer,
+        issue.refuse_replayed_proof(c)
+        claims = issue.claims(
+            c,
             sub=client.agent_id,
-            aud=audience,
             client_id=client.agent_id,
-            scopes=scopes,
+            scopes=_granted(issue.requested, credentials.effective_scopes(client.agent, client.key)),
             tenant_id=client.agent["tenant_id"],
             key_id=client.key["key_id"],
-            iat=int(c.now.timestamp()),
-            ttl_seconds=c.settings["access_token_ttl_seconds"],
-            jkt=proof.jkt if proof else None,
+            jkt=issue.jkt,
         )
-        if presented.assertion is not None:
-            c.create(
-                presented.assertion.spent_path(), _spent("client_assertion", 2 * clients.MAX_ASSERTION_LIFE_SECONDS)
-            )
-        _spend_proof(c, proof)
+        issue.spend(c, presented.assertion)
         c.record("token.issue", _token_target(claims, CLIENT_CREDENTIALS))
         return claims
 
-    reads = [*presented.paths(), *_proof_reads(proof)]
-    return _answer(_as(presented.failure, lambda: change.apply(principal, reads, work)))
+    return _answer(_as(presented.failure, lambda: change.apply(principal, issue.reads(*presented.paths()), work)))
 
 
-def _jwt_bearer(
-    request: credentials.Request,
-    form: TokenForm,
-    proof: dpop.Proof | None,
-    requested: list[str] | None,
-    audience: str,
-    issuer: str,
-) -> dict[str, Any]:
+def _jwt_bearer(issue: _Issue) -> dict[str, Any]:
+    form = issue.form
     if form.assertion is None:
         raise errors.InvalidRequest("assertion: required")
     if form.client_secret is not None or form.client_assertion is not None:
@@ -262,20 +296,19 @@ def _jwt_bearer(
     assertion = clients.parse_assertion(form.assertion, errors.InvalidGrant())
     if form.client_id is not None and form.client_id != assertion.agent_id:
         raise errors.InvalidGrant()
-    principal = _client_principal(assertion.agent_id, assertion.key_id, request.request_id)
+    principal = _client_principal(assertion.agent_id, assertion.key_id, issue.request.request_id)
     agent_path = records.agent_path(assertion.agent_id)
     key_path = records.device_key_path(assertion.agent_id, assertion.key_id)
-    now = time.time()
 
     def work(c: change.Change) -> tuple[dict[str, Any], str]:
         agent: AgentRecord = c[agent_path]  # the credential's standing (enabled, key live) was confirmed
         key: DeviceKeyRecord = c[key_path]
         if c[assertion.spent_path()] is not None:
             raise errors.InvalidGrant()
-        if not clients.verify_assertion(assertion, key, audiences=(issuer + TOKEN_PATH, issuer), now=now):
+        if not clients.verify_assertion(assertion, key, audiences=issue.audiences, now=issue.now):
             raise errors.InvalidGrant()
-        _refuse_replayed_proof(c, proof)
-        scopes = _granted(requested, credentials.effective_scopes(agent, key))
+        issue.refuse_replayed_proof(c)
+        scopes = _granted(issue.requested, credentials.effective_scopes(agent, key))
         family_id = ids.new_family_id(assertion.key_id)
         refresh_token = keys.new_refresh_token(family_id)
         refresh_ends = c.now + timedelta(seconds=c.settings["refresh_token_ttl_seconds"])
@@ -286,68 +319,55 @@ def _jwt_bearer(
             "tenant_id": agent["tenant_id"],
             "key_id": assertion.key_id,
             "scopes": scopes,
-            "aud": audience,
+            "aud": issue.audience,
             "created_at": c.now,
             "current_hash": keys.hash_key(refresh_token),
             "current_expires_at": refresh_ends,
             "spent_hashes": [],
             "revoked_at": None,
-            "jkt": proof.jkt if proof else None,
+            "jkt": issue.jkt,
             "expire_at": refresh_ends,
         }
-        claims = access_tokens.new_claims(
-            issuer=issuer,
+        claims = issue.claims(
+            c,
             sub=assertion.agent_id,
-            aud=audience,
             client_id=assertion.agent_id,
             scopes=scopes,
             tenant_id=agent["tenant_id"],
             key_id=assertion.key_id,
-            iat=int(c.now.timestamp()),
-            ttl_seconds=c.settings["access_token_ttl_seconds"],
             family_id=family_id,
             jkt=family["jkt"],
         )
         c.create(records.refresh_family_path(family_id), family)
-        _spend_assertion(c, assertion)
-        _spend_proof(c, proof)
+        issue.spend(c, assertion)
         c.record("token.issue", _token_target(claims, JWT_BEARER))
         return claims, refresh_token
 
-    claims, refresh_token = _as(
-        errors.InvalidGrant,
-        lambda: change.apply(principal, [agent_path, key_path, assertion.spent_path(), *_proof_reads(proof)], work),
-    )
+    reads = issue.reads(agent_path, key_path, assertion.spent_path())
+    claims, refresh_token = _as(errors.InvalidGrant, lambda: change.apply(principal, reads, work))
     return _answer(claims, refresh_token)
 
 
 _REUSED = "reused"
 
 
-def _refresh(
-    request: credentials.Request,
-    form: TokenForm,
-    proof: dpop.Proof | None,
-    requested: list[str] | None,
-    issuer: str,
-) -> dict[str, Any]:
-    presented_token = form.refresh_token
+def _refresh(issue: _Issue) -> dict[str, Any]:
+    presented_token = issue.form.refresh_token
     if presented_token is None:
         raise errors.InvalidRequest("refresh_token: required")
-    presented = clients.presented(request.headers, form.model_dump())
+    presented = clients.presented(issue.request.headers, issue.form.model_dump())
     family_id = keys.family_of_refresh_token(presented_token)
     family_key = ids.key_of_family(family_id) if family_id is not None else None
     family_agent = ids.agent_of_device_key(family_key) if family_key is not None else None
     if family_id is None or family_key is None or family_agent is None:
         raise errors.InvalidGrant()
-    principal = _client_principal(presented.client_id, presented.key_id, request.request_id)
+    principal = _client_principal(presented.client_id, presented.key_id, issue.request.request_id)
     family_path = records.refresh_family_path(family_id)
     key_path = records.device_key_path(family_agent, family_key)
     presented_hash = keys.hash_key(presented_token)
-    now = time.time()
 
     def work(c: change.Change) -> tuple[dict[str, Any], str] | str:
-        client = clients.authenticate(presented, c, audiences=(issuer + TOKEN_PATH, issuer), now=now)
+        client = clients.authenticate(presented, c, audiences=issue.audiences, now=issue.now)
         family: RefreshFamilyRecord | None = c[family_path]
         key: DeviceKeyRecord | None = c[key_path]
         if family is None or family["revoked_at"] is not None or family["client_id"] != client.agent_id:
@@ -364,40 +384,33 @@ def _refresh(
             return _REUSED
         if key is None or not credentials.key_is_live(key) or c.now >= family["current_expires_at"]:
             raise errors.InvalidGrant()
-        if family["jkt"] is not None and (proof is None or proof.jkt != family["jkt"]):
+        if family["jkt"] is not None and issue.jkt != family["jkt"]:
             raise errors.InvalidGrant("This refresh token is bound to a DPoP key: prove possession of it.")
-        _refuse_replayed_proof(c, proof)
+        issue.refuse_replayed_proof(c)
         allowed = [s for s in credentials.effective_scopes(client.agent, key) if s in family["scopes"]]
-        scopes = _granted(requested, allowed)
         refresh_token = keys.new_refresh_token(family_id)
         refresh_ends = c.now + timedelta(seconds=c.settings["refresh_token_ttl_seconds"])
         family["spent_hashes"] = [*family["spent_hashes"], family["current_hash"]][-SPENT_KEPT:]
         family["current_hash"] = keys.hash_key(refresh_token)
         family["current_expires_at"] = refresh_ends
         family["expire_at"] = refresh_ends
-        claims = access_tokens.new_claims(
-            issuer=issuer,
+        claims = issue.claims(
+            c,
             sub=family["sub"],
             aud=family["aud"],
             client_id=client.agent_id,
-            scopes=scopes,
+            scopes=_granted(issue.requested, allowed),
             tenant_id=family["tenant_id"],
             key_id=family["key_id"],
-            iat=int(c.now.timestamp()),
-            ttl_seconds=c.settings["access_token_ttl_seconds"],
             family_id=family_id,
             jkt=family["jkt"],
         )
         c.set(family_path, family)
-        if presented.assertion is not None:
-            c.create(
-                presented.assertion.spent_path(), _spent("client_assertion", 2 * clients.MAX_ASSERTION_LIFE_SECONDS)
-            )
-        _spend_proof(c, proof)
+        issue.spend(c, presented.assertion)
         c.record("token.refresh", _token_target(claims, REFRESH_TOKEN))
         return claims, refresh_token
 
-    reads = [*presented.paths(), family_path, key_path, *_proof_reads(proof)]
+    reads = issue.reads(*presented.paths(), family_path, key_path)
     result = _as(presented.failure, lambda: change.apply(principal, reads, work))
     if result == _REUSED:
         raise errors.InvalidGrant()
@@ -425,25 +438,17 @@ def _subject_user(form: TokenForm) -> str:
     raise refused
 
 
-def _token_exchange(
-    request: credentials.Request,
-    form: TokenForm,
-    proof: dpop.Proof | None,
-    requested: list[str] | None,
-    audience: str,
-    issuer: str,
-) -> dict[str, Any]:
+def _token_exchange(issue: _Issue) -> dict[str, Any]:
     """RFC 8693: an agent, authenticated, trades a user's token for one to act for that user (``act``)."""
-    presented = clients.presented(request.headers, form.model_dump())
-    user_id = _subject_user(form)
-    principal = _client_principal(presented.client_id, presented.key_id, request.request_id)
+    presented = clients.presented(issue.request.headers, issue.form.model_dump())
+    user_id = _subject_user(issue.form)
+    principal = _client_principal(presented.client_id, presented.key_id, issue.request.request_id)
     user_path = records.user_path(user_id)
     grant_id = ids.grant_id_of(user_id, presented.client_id)
     grant_path = records.user_grant_path(grant_id)
-    now = time.time()
 
     def work(c: change.Change) -> dict[str, Any]:
-        client = clients.authenticate(presented, c, audiences=(issuer + TOKEN_PATH, issuer), now=now)
+        client = clients.authenticate(presented, c, audiences=issue.audiences, now=issue.now)
         if client.key is None:
             raise errors.UnauthorizedClient("A public client may use only the device-code and refresh grants.")
         user: UserRecord | None = c[user_path]
@@ -456,30 +461,33 @@ def _token_exchange(
             or grant is None
         ):
             raise errors.InvalidRequest("subject_token: not a valid token of a user here")
-        _refuse_replayed_proof(c, proof)
-        scopes = _granted(requested, grant["actions"])
-        claims = access_tokens.new_claims(
-            issuer=issuer,
+        issue.refuse_replayed_proof(c)
+        claims = issue.claims(
+            c,
             sub=user_id,
-            aud=audience,
             client_id=client.agent_id,
-            scopes=scopes,
+            scopes=_granted(issue.requested, grant["actions"]),
             tenant_id=user["tenant_id"],
             key_id=client.key["key_id"],
-            iat=int(c.now.timestamp()),
-            ttl_seconds=c.settings["access_token_ttl_seconds"],
             actor=client.agent_id,
             grant_id=grant_id,
-            jkt=proof.jkt if proof else None,
+            jkt=issue.jkt,
         )
-        _spend_assertion(c, presented.assertion)
-        _spend_proof(c, proof)
+        issue.spend(c, presented.assertion)
         c.record("token.issue", {**_token_target(claims, TOKEN_EXCHANGE), "user_id": user_id, "grant_id": grant_id})
         return claims
 
-    reads = [*presented.paths(), user_path, grant_path, *_proof_reads(proof)]
+    reads = issue.reads(*presented.paths(), user_path, grant_path)
     answer = _answer(_as(presented.failure, lambda: change.apply(principal, reads, work)))
     return {**answer, "issued_token_type": ACCESS_TOKEN_TYPE}
+
+
+_GRANTS: dict[str, Callable[[_Issue], dict[str, Any]]] = {
+    CLIENT_CREDENTIALS: _client_credentials,
+    JWT_BEARER: _jwt_bearer,
+    REFRESH_TOKEN: _refresh,
+    TOKEN_EXCHANGE: _token_exchange,
+}
 
 
 # ---------------------------------------------------------------- introspection and revocation
