@@ -30,9 +30,9 @@ MAX_TTL_SECONDS = 3600
 REFUSED = "invalid access token"
 KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 JTI = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "tenant_id", "key_id")
-_OPTIONAL = ("family_id", "act", "grant_id", "cnf")
-_STRINGS = ("iss", "sub", "aud", "jti", "client_id", "scope", "tenant_id", "key_id")
+_REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "tenant_id")
+_OPTIONAL = ("key_id", "family_id", "act", "grant_id", "cnf")
+_STRINGS = ("iss", "sub", "aud", "jti", "client_id", "scope", "tenant_id")
 
 
 class AccessToken(NamedTuple):
@@ -47,7 +47,7 @@ class AccessToken(NamedTuple):
     client_id: str
     scopes: tuple[str, ...]
     tenant_id: str
-    key_id: str
+    key_id: str | None  # None only for a public client's token, which comes from a refresh family
     family_id: str | None
     actor: str | None  # act.sub: the agent acting for the user ``sub``
     grant_id: str | None
@@ -155,7 +155,7 @@ def new_claims(
     client_id: str,
     scopes: list[str],
     tenant_id: str,
-    key_id: str,
+    key_id: str | None,
     iat: int,
     ttl_seconds: int,
     family_id: str | None = None,
@@ -173,8 +173,9 @@ def new_claims(
         "client_id": client_id,
         "scope": " ".join(scopes),
         "tenant_id": tenant_id,
-        "key_id": key_id,
     }
+    if key_id is not None:
+        claims["key_id"] = key_id
     if family_id is not None:
         claims["family_id"] = family_id
     if actor is not None:
@@ -227,12 +228,12 @@ def verify(token: str, keys: SigningKeys, *, issuer: str, now: float) -> AccessT
         raise errors.TokenRefused(REFUSED)
     actor = _member(claims.get("act"), "sub")
     jkt = _member(claims.get("cnf"), "jkt")
-    family_id, grant_id = claims.get("family_id"), claims.get("grant_id")
+    key_id, family_id, grant_id = claims.get("key_id"), claims.get("family_id"), claims.get("grant_id")
     if (
         ("act" in claims and actor is None)
         or ("cnf" in claims and jkt is None)
-        or (family_id is not None and type(family_id) is not str)
-        or (grant_id is not None and type(grant_id) is not str)
+        or any(value is not None and type(value) is not str for value in (key_id, family_id, grant_id))
+        or (key_id is None and family_id is None)
     ):
         raise errors.TokenRefused(REFUSED)
     scope = claims["scope"]
@@ -247,7 +248,7 @@ def verify(token: str, keys: SigningKeys, *, issuer: str, now: float) -> AccessT
         claims["client_id"],
         scopes,
         claims["tenant_id"],
-        claims["key_id"],
+        key_id,
         family_id,
         actor,
         grant_id,

@@ -21,8 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from shared import crypto, errors, ids, jws, keys, records, strictjson
+from pydantic import Field
+
+from shared import crypto, errors, ids, jws, keys, records, schema, strictjson
 from shared.credentials import key_is_live
+from shared.principal import Principal
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
@@ -30,6 +33,16 @@ SKEW_SECONDS = 60
 MAX_ASSERTION_LIFE_SECONDS = 3600
 REFUSED = "invalid assertion"
 Method = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+PARAMETER = Field(default=None, max_length=8192)  # every OAuth form parameter: optional text, bounded
+
+
+class ClientForm(schema.Form):
+    """The client-authentication parameters every OAuth endpoint's form may carry (RFC 6749 §2.3.1, RFC 7523)."""
+
+    client_id: str | None = PARAMETER
+    client_secret: str | None = PARAMETER
+    client_assertion_type: str | None = PARAMETER
+    client_assertion: str | None = PARAMETER
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,13 @@ class Documents(Protocol):
     """Documents read by path (a mapping, or a ``change.Change``)."""
 
     def __getitem__(self, path: str, /) -> Any: ...
+
+
+def principal(agent_id: str, key_id: str | None, request_id: str) -> Principal:
+    """The client as the actor of an OAuth change; its agent and key are re-read, and re-checked, with it."""
+    return Principal(
+        kind="agent", via="client", request_id=request_id, agent_id=agent_id, actor_id=agent_id, key_id=key_id
+    )
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import dataclasses
 import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from shared import clock, config, errors, ids, keys, records, store
 from shared.principal import BRIDGE, Principal
@@ -326,11 +326,12 @@ def _resolve_access_token(
             raise errors.Unauthenticated()
     standing = access_token_paths(claims)
     extra = list(reads.documents(claims.sub)) if reads.documents else []
-    docs = dict(zip([*standing, *extra], store.get_many([*standing, *extra]), strict=True))
+    paths = list(dict.fromkeys([*standing.all(), *extra]))
+    docs = dict(zip(paths, store.get_many(paths), strict=True))
     if not access_token_stands(claims, docs):
         raise errors.Unauthenticated()
-    agent: records.AgentRecord = docs[standing[0]]
-    key: records.DeviceKeyRecord = docs[standing[1]]
+    agent: records.AgentRecord = docs[standing.agent]
+    key: records.DeviceKeyRecord | None = docs[standing.key] if standing.key is not None else None
     if delegation_id is not None:
         raise errors.Forbidden(DELEGATION_REFUSED)  # a delegation goes beside a device key or capability token
     # The route must be in the token's scope and, now, in what its agent and key still allow.
@@ -355,47 +356,60 @@ def _resolve_access_token(
     )
 
 
-def access_token_paths(claims: AccessToken) -> list[str]:
-    """What an access token stands on, read in one round trip: its agent, key and revocation record,
-    its refresh family if any, and for an agent acting for a user, the user and their grant."""
+class TokenPaths(NamedTuple):
+    """What an access token stands on, each read by name: one round trip in all."""
+
+    agent: str  # the agent that holds the token (act.sub when it acts for a user)
+    key: str | None  # the client key it was issued through (None: a public client's, from a family)
+    revoked: str  # its revocation record, absent while it stands
+    family: str | None  # its refresh-token family, if it came from one
+    user: str | None  # the user it acts for, and their grant
+    grant: str | None
+
+    def all(self) -> list[str]:
+        return [path for path in self if path is not None]
+
+
+def access_token_paths(claims: AccessToken) -> TokenPaths:
     agent_id = claims.actor or claims.sub
-    key_agent = ids.agent_of_device_key(claims.key_id) or agent_id
-    paths = [
-        records.agent_path(agent_id),
-        records.device_key_path(key_agent, claims.key_id),
-        records.revoked_token_path(claims.jti),
-    ]
-    if claims.family_id is not None:
-        paths.append(records.refresh_family_path(claims.family_id))
-    if claims.actor is not None:
-        paths += [records.user_path(claims.sub), records.user_grant_path(claims.grant_id or "")]
-    return paths
+    key_agent = ids.agent_of_device_key(claims.key_id) if claims.key_id is not None else None
+    acting = claims.actor is not None
+    return TokenPaths(
+        agent=records.agent_path(agent_id),
+        key=records.device_key_path(key_agent or agent_id, claims.key_id) if claims.key_id is not None else None,
+        revoked=records.revoked_token_path(claims.jti),
+        family=records.refresh_family_path(claims.family_id) if claims.family_id is not None else None,
+        user=records.user_path(claims.sub) if acting else None,
+        grant=records.user_grant_path(claims.grant_id or "") if acting else None,
+    )
 
 
 def access_token_stands(claims: AccessToken, documents: Mapping[str, Any]) -> bool:
     """Whether nothing the token stands on has fallen: its agent enabled (of its tenant), key live, family
     and token not revoked; acting for a user, the user enabled and their grant live. ``documents`` holds
-    ``access_token_paths(claims)``."""
+    ``access_token_paths(claims).all()``."""
     paths = access_token_paths(claims)
     agent_id = claims.actor or claims.sub
-    agent: records.AgentRecord | None = documents[paths[0]]
-    key: records.DeviceKeyRecord | None = documents[paths[1]]
-    family: records.RefreshFamilyRecord | None = documents[paths[3]] if claims.family_id is not None else None
+    agent: records.AgentRecord | None = documents[paths.agent]
+    key: records.DeviceKeyRecord | None = documents[paths.key] if paths.key is not None else None
+    family: records.RefreshFamilyRecord | None = documents[paths.family] if paths.family is not None else None
     stands = (
         agent is not None
         and not agent["disabled"]
         and agent["tenant_id"] == claims.tenant_id
         and claims.client_id == agent_id
-        and ids.agent_of_device_key(claims.key_id) == agent_id
-        and key is not None
-        and key_is_live(key)
-        and documents[paths[2]] is None
-        and (claims.family_id is None or (family is not None and family["revoked_at"] is None))
+        and documents[paths.revoked] is None
+        and (paths.family is None or (family is not None and family["revoked_at"] is None))
+        and (
+            (key is not None and key_is_live(key) and ids.agent_of_device_key(claims.key_id or "") == agent_id)
+            if paths.key is not None
+            else paths.family is not None and agent.get("public", False)  # a public client holds no key
+        )
     )
-    if not stands or claims.actor is None:
+    if not stands or paths.user is None or paths.grant is None or claims.actor is None:
         return stands
-    user: records.UserRecord | None = documents[paths[-2]]
-    grant: records.UserGrantRecord | None = documents[paths[-1]]
+    user: records.UserRecord | None = documents[paths.user]
+    grant: records.UserGrantRecord | None = documents[paths.grant]
     return (
         user is not None
         and not user["disabled"]

@@ -72,14 +72,28 @@ def parties_of_grant(grant_id: str) -> tuple[str, str] | None:
     return ("usr_" + match.group(1), "agt_" + match.group(2)) if match else None
 
 
-def new_family_id(key_id: str) -> str:
-    """A refresh-token family of a login through ``key_id``: it names the key, which names the agent."""
-    return "rtf_" + key_id[len("dk_") :] + random_base62(PART_LENGTH)
+PUBLIC_CLIENT_KEY_PART = "0" * PART_LENGTH  # in a family ID: a public client's, which holds no key
+
+
+def new_family_id(agent_id: str, key_id: str | None) -> str:
+    """A refresh-token family of a login by ``agent_id`` through ``key_id`` (None: a public client).
+
+    It names the agent and the key, so a refresh reads them beside the family in one round trip."""
+    key_part = key_id[len("dk_") + PART_LENGTH :] if key_id is not None else PUBLIC_CLIENT_KEY_PART
+    return "rtf_" + agent_part(agent_id) + key_part + random_base62(PART_LENGTH)
+
+
+def agent_of_family(family_id: str) -> str | None:
+    match = FAMILY_ID.fullmatch(family_id)
+    return "agt_" + match.group(1) if match else None
 
 
 def key_of_family(family_id: str) -> str | None:
+    """The key a family's login went through; None for a malformed ID or a public client's family."""
     match = FAMILY_ID.fullmatch(family_id)
-    return "dk_" + match.group(1) + match.group(2) if match else None
+    if match is None or match.group(2) == PUBLIC_CLIENT_KEY_PART:
+        return None
+    return "dk_" + match.group(1) + match.group(2)
 
 
 def new_event_id() -> str:

@@ -18,9 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
-
-from pydantic import Field
+from typing import Any, Literal
 
 from shared import (
     access_tokens,
@@ -37,10 +35,8 @@ from shared import (
     schema,
     store,
 )
-from shared.principal import Principal
 from shared.records import AgentRecord, DeviceKeyRecord, RefreshFamilyRecord, UserGrantRecord, UserRecord
 
-T = TypeVar("T")
 TOKEN_PATH = "/oauth/token"
 CLIENT_CREDENTIALS = "client_credentials"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -50,17 +46,10 @@ ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 GRANTS = (CLIENT_CREDENTIALS, JWT_BEARER, REFRESH_TOKEN, TOKEN_EXCHANGE)
 SPENT_KEPT = 100  # spent refresh tokens remembered per family, for reuse detection
-_Param = Field(default=None, max_length=8192)
+_Param = clients.PARAMETER
 
 
-class ClientForm(schema.Form):
-    client_id: str | None = _Param
-    client_secret: str | None = _Param
-    client_assertion_type: str | None = _Param
-    client_assertion: str | None = _Param
-
-
-class TokenForm(ClientForm):
+class TokenForm(clients.ClientForm):
     grant_type: str | None = _Param
     scope: str | None = _Param
     resource: str | None = _Param
@@ -68,9 +57,10 @@ class TokenForm(ClientForm):
     assertion: str | None = _Param
     subject_token: str | None = _Param
     subject_token_type: str | None = _Param
+    device_code: str | None = _Param
 
 
-class IntrospectForm(ClientForm):
+class IntrospectForm(clients.ClientForm):
     token: str | None = _Param
     token_type_hint: str | None = _Param
 
@@ -82,7 +72,7 @@ class RevokeForm(IntrospectForm):
 # ---------------------------------------------------------------- small rules
 
 
-def _requested_scopes(scope: str | None) -> list[str] | None:
+def requested_scopes(scope: str | None) -> list[str] | None:
     if scope is None:
         return None
     listed = [s for s in scope.split(" ") if s]
@@ -174,7 +164,7 @@ class _Issue:
         client_id: str,
         scopes: list[str],
         tenant_id: str,
-        key_id: str,
+        key_id: str | None,
         aud: str | None = None,
         family_id: str | None = None,
         actor: str | None = None,
@@ -197,21 +187,6 @@ class _Issue:
             grant_id=grant_id,
             jkt=jkt,
         )
-
-
-def _client_principal(agent_id: str, key_id: str | None, request_id: str) -> Principal:
-    """The client as the actor of the token's audit event; its agent and key are re-read with the change."""
-    return Principal(
-        kind="agent", via="client", request_id=request_id, agent_id=agent_id, actor_id=agent_id, key_id=key_id
-    )
-
-
-def _as(failure: Callable[[], errors.ApiError], run: Callable[[], T]) -> T:
-    """Run a change whose credential check (an agent disabled, a key revoked) must answer ``failure``."""
-    try:
-        return run()
-    except errors.Unauthenticated:
-        raise failure() from None
 
 
 def _answer(claims: Mapping[str, Any], refresh_token: str | None = None) -> dict[str, Any]:
@@ -255,7 +230,7 @@ def token(request: credentials.Request, form: TokenForm) -> dict[str, Any]:
         form=form,
         issuer=issuer,
         audience=_audience(form.resource, issuer),
-        requested=_requested_scopes(form.scope),
+        requested=requested_scopes(form.scope),
         proof=_dpop_proof(request.headers, issuer),
         now=time.time(),
     )
@@ -264,7 +239,7 @@ def token(request: credentials.Request, form: TokenForm) -> dict[str, Any]:
 
 def _client_credentials(issue: _Issue) -> dict[str, Any]:
     presented = clients.presented(issue.request.headers, issue.form.model_dump())
-    principal = _client_principal(presented.client_id, presented.key_id, issue.request.request_id)
+    principal = clients.principal(presented.client_id, presented.key_id, issue.request.request_id)
 
     def work(c: change.Change) -> dict[str, Any]:
         client = clients.authenticate(presented, c, audiences=issue.audiences, now=issue.now)
@@ -284,7 +259,8 @@ def _client_credentials(issue: _Issue) -> dict[str, Any]:
         c.record("token.issue", _token_target(claims, CLIENT_CREDENTIALS))
         return claims
 
-    return _answer(_as(presented.failure, lambda: change.apply(principal, issue.reads(*presented.paths()), work)))
+    reads = issue.reads(*presented.paths())
+    return _answer(change.apply(principal, reads, work, refused=presented.failure))
 
 
 def _jwt_bearer(issue: _Issue) -> dict[str, Any]:
@@ -296,7 +272,7 @@ def _jwt_bearer(issue: _Issue) -> dict[str, Any]:
     assertion = clients.parse_assertion(form.assertion, errors.InvalidGrant())
     if form.client_id is not None and form.client_id != assertion.agent_id:
         raise errors.InvalidGrant()
-    principal = _client_principal(assertion.agent_id, assertion.key_id, issue.request.request_id)
+    principal = clients.principal(assertion.agent_id, assertion.key_id, issue.request.request_id)
     agent_path = records.agent_path(assertion.agent_id)
     key_path = records.device_key_path(assertion.agent_id, assertion.key_id)
 
@@ -309,7 +285,7 @@ def _jwt_bearer(issue: _Issue) -> dict[str, Any]:
             raise errors.InvalidGrant()
         issue.refuse_replayed_proof(c)
         scopes = _granted(issue.requested, credentials.effective_scopes(agent, key))
-        family_id = ids.new_family_id(assertion.key_id)
+        family_id = ids.new_family_id(assertion.agent_id, assertion.key_id)
         refresh_token = keys.new_refresh_token(family_id)
         refresh_ends = c.now + timedelta(seconds=c.settings["refresh_token_ttl_seconds"])
         family: RefreshFamilyRecord = {
@@ -344,7 +320,7 @@ def _jwt_bearer(issue: _Issue) -> dict[str, Any]:
         return claims, refresh_token
 
     reads = issue.reads(agent_path, key_path, assertion.spent_path())
-    claims, refresh_token = _as(errors.InvalidGrant, lambda: change.apply(principal, reads, work))
+    claims, refresh_token = change.apply(principal, reads, work, refused=errors.InvalidGrant)
     return _answer(claims, refresh_token)
 
 
@@ -357,19 +333,18 @@ def _refresh(issue: _Issue) -> dict[str, Any]:
         raise errors.InvalidRequest("refresh_token: required")
     presented = clients.presented(issue.request.headers, issue.form.model_dump())
     family_id = keys.family_of_refresh_token(presented_token)
-    family_key = ids.key_of_family(family_id) if family_id is not None else None
-    family_agent = ids.agent_of_device_key(family_key) if family_key is not None else None
-    if family_id is None or family_key is None or family_agent is None:
+    family_agent = ids.agent_of_family(family_id) if family_id is not None else None
+    if family_id is None or family_agent is None:
         raise errors.InvalidGrant()
-    principal = _client_principal(presented.client_id, presented.key_id, issue.request.request_id)
+    family_key = ids.key_of_family(family_id)
+    key_path = records.device_key_path(family_agent, family_key) if family_key is not None else None
+    principal = clients.principal(presented.client_id, presented.key_id, issue.request.request_id)
     family_path = records.refresh_family_path(family_id)
-    key_path = records.device_key_path(family_agent, family_key)
     presented_hash = keys.hash_key(presented_token)
 
     def work(c: change.Change) -> tuple[dict[str, Any], str] | str:
         client = clients.authenticate(presented, c, audiences=issue.audiences, now=issue.now)
         family: RefreshFamilyRecord | None = c[family_path]
-        key: DeviceKeyRecord | None = c[key_path]
         if family is None or family["revoked_at"] is not None or family["client_id"] != client.agent_id:
             raise errors.InvalidGrant()
         if presented_hash != family["current_hash"]:
@@ -382,12 +357,19 @@ def _refresh(issue: _Issue) -> dict[str, Any]:
                 {"kind": "refresh_family", "agent_id": family["client_id"], "family_id": family_id},
             )
             return _REUSED
-        if key is None or not credentials.key_is_live(key) or c.now >= family["current_expires_at"]:
+        key: DeviceKeyRecord | None = c[key_path] if key_path is not None else None
+        if (key_path is not None and (key is None or not credentials.key_is_live(key))) or (
+            c.now >= family["current_expires_at"]
+        ):
             raise errors.InvalidGrant()
         if family["jkt"] is not None and issue.jkt != family["jkt"]:
             raise errors.InvalidGrant("This refresh token is bound to a DPoP key: prove possession of it.")
         issue.refuse_replayed_proof(c)
-        allowed = [s for s in credentials.effective_scopes(client.agent, key) if s in family["scopes"]]
+        grant_id = family.get("grant_id")
+        if family["sub"] != family["client_id"]:  # the client acts for a user: while the user and grant stand
+            allowed = _acting_scopes(c, family["sub"], client.agent_id, grant_id, family["tenant_id"])
+        else:
+            allowed = credentials.effective_scopes(client.agent, key)
         refresh_token = keys.new_refresh_token(family_id)
         refresh_ends = c.now + timedelta(seconds=c.settings["refresh_token_ttl_seconds"])
         family["spent_hashes"] = [*family["spent_hashes"], family["current_hash"]][-SPENT_KEPT:]
@@ -399,10 +381,12 @@ def _refresh(issue: _Issue) -> dict[str, Any]:
             sub=family["sub"],
             aud=family["aud"],
             client_id=client.agent_id,
-            scopes=_granted(issue.requested, allowed),
+            scopes=_granted(issue.requested, [s for s in allowed if s in family["scopes"]]),
             tenant_id=family["tenant_id"],
             key_id=family["key_id"],
             family_id=family_id,
+            actor=client.agent_id if grant_id is not None else None,
+            grant_id=grant_id,
             jkt=family["jkt"],
         )
         c.set(family_path, family)
@@ -410,12 +394,30 @@ def _refresh(issue: _Issue) -> dict[str, Any]:
         c.record("token.refresh", _token_target(claims, REFRESH_TOKEN))
         return claims, refresh_token
 
-    reads = issue.reads(*presented.paths(), family_path, key_path)
-    result = _as(presented.failure, lambda: change.apply(principal, reads, work))
+    reads = issue.reads(*presented.paths(), family_path, *([key_path] if key_path is not None else []))
+    result = change.apply(principal, reads, work, refused=presented.failure)
     if result == _REUSED:
         raise errors.InvalidGrant()
     assert not isinstance(result, str)
     return _answer(*result)
+
+
+def _acting_scopes(c: change.Change, user_id: str, agent_id: str, grant_id: str | None, tenant_id: str) -> list[str]:
+    """What a client acting for a user may still carry: the actions of a live grant of an enabled user."""
+    user_path = records.user_path(user_id)
+    grant_path = records.user_grant_path(grant_id or "")
+    c.read([user_path, grant_path])  # named by the family just read: a second read, before any write
+    user: UserRecord | None = c[user_path]
+    grant: UserGrantRecord | None = c[grant_path]
+    if (
+        user is None
+        or user["disabled"]
+        or user["tenant_id"] != tenant_id
+        or grant is None
+        or not credentials.grant_is_live(grant, user_id, agent_id)
+    ):
+        raise errors.InvalidGrant()
+    return list(grant["actions"])
 
 
 def _subject_user(form: TokenForm) -> str:
@@ -442,7 +444,7 @@ def _token_exchange(issue: _Issue) -> dict[str, Any]:
     """RFC 8693: an agent, authenticated, trades a user's token for one to act for that user (``act``)."""
     presented = clients.presented(issue.request.headers, issue.form.model_dump())
     user_id = _subject_user(issue.form)
-    principal = _client_principal(presented.client_id, presented.key_id, issue.request.request_id)
+    principal = clients.principal(presented.client_id, presented.key_id, issue.request.request_id)
     user_path = records.user_path(user_id)
     grant_id = ids.grant_id_of(user_id, presented.client_id)
     grant_path = records.user_grant_path(grant_id)
@@ -478,7 +480,7 @@ def _token_exchange(issue: _Issue) -> dict[str, Any]:
         return claims
 
     reads = issue.reads(*presented.paths(), user_path, grant_path)
-    answer = _answer(_as(presented.failure, lambda: change.apply(principal, reads, work)))
+    answer = _answer(change.apply(principal, reads, work, refused=presented.failure))
     return {**answer, "issued_token_type": ACCESS_TOKEN_TYPE}
 
 
@@ -508,15 +510,12 @@ class _Held:
 
     def paths(self) -> list[str]:
         if self.access is not None:
-            return credentials.access_token_paths(self.access)
+            return credentials.access_token_paths(self.access).all()
         if self.family_id is not None:
-            key_id = ids.key_of_family(self.family_id) or ""
-            agent_id = ids.agent_of_device_key(key_id) or ""
-            return [
-                records.refresh_family_path(self.family_id),
-                records.agent_path(agent_id),
-                records.device_key_path(agent_id, key_id),
-            ]
+            key_id = ids.key_of_family(self.family_id)
+            agent_id = ids.agent_of_family(self.family_id) or ""
+            key_path = [records.device_key_path(agent_id, key_id)] if key_id is not None else []
+            return [records.refresh_family_path(self.family_id), records.agent_path(agent_id), *key_path]
         return []
 
     def introspection(self, documents: Mapping[str, Any], caller_tenant: str | None) -> dict[str, Any]:
@@ -545,10 +544,10 @@ class _Held:
     def _live_family(self, documents: Mapping[str, Any]) -> RefreshFamilyRecord | None:
         if self.family_id is None:
             return None
-        family_path, agent_path, key_path = self.paths()
+        family_path, agent_path, *key_path = self.paths()
         family: RefreshFamilyRecord | None = documents[family_path]
         agent: AgentRecord | None = documents[agent_path]
-        key: DeviceKeyRecord | None = documents[key_path]
+        key: DeviceKeyRecord | None = documents[key_path[0]] if key_path else None
         if (
             family is None
             or family["revoked_at"] is not None
@@ -556,8 +555,7 @@ class _Held:
             or clock.now() >= family["current_expires_at"]
             or agent is None
             or agent["disabled"]
-            or key is None
-            or not credentials.key_is_live(key)
+            or (key_path and (key is None or not credentials.key_is_live(key)))
         ):
             return None
         return family
@@ -596,7 +594,7 @@ def revoke(request: credentials.Request, form: RevokeForm) -> dict[str, Any]:
     presented = clients.presented(request.headers, form.model_dump())
     now = time.time()
     held = _Held(form.token, issuer, now)
-    principal = _client_principal(presented.client_id, presented.key_id, request.request_id)
+    principal = clients.principal(presented.client_id, presented.key_id, request.request_id)
 
     def work(c: change.Change) -> None:
         client = clients.authenticate(presented, c, audiences=(issuer + "/oauth/revoke", issuer), now=now)
@@ -629,7 +627,7 @@ def revoke(request: credentials.Request, form: RevokeForm) -> dict[str, Any]:
                 c.record("token.revoke", {"kind": "access_token", "agent_id": client.agent_id, "jti": held.access.jti})
 
     reads = list(dict.fromkeys([*presented.paths(), *held.paths()]))
-    _as(presented.failure, lambda: change.apply(principal, reads, work))
+    change.apply(principal, reads, work, refused=presented.failure)
     return {}
 
 

@@ -25,6 +25,8 @@ USER_GRANTS = "user_grants"
 RELATION_TUPLES = "relation_tuples"
 REFRESH_FAMILIES = "refresh_families"
 REVOKED_TOKENS = "revoked_tokens"
+DEVICE_AUTHORIZATIONS = "device_authorizations"
+ACTIVATION_FAILURES = "activation_failures"
 SPENT_ASSERTIONS = "spent_assertions"  # client assertions and DPoP proofs, by a hash of their jti
 
 SETTINGS_PATH = f"{SETTINGS}/current"  # all settings in one document: one read beside any change
@@ -141,9 +143,10 @@ class RefreshFamilyRecord(TypedDict):
     client_id: str
     sub: str
     tenant_id: str
-    key_id: str
+    key_id: str | None  # None: a public client's family (the device flow)
     scopes: list[str]
     aud: str
+    grant_id: NotRequired[str | None]  # when ``sub`` is a user the client acts for
     created_at: datetime
     current_hash: str  # SHA-256 of the one live refresh token
     current_expires_at: datetime
@@ -151,6 +154,33 @@ class RefreshFamilyRecord(TypedDict):
     revoked_at: datetime | None
     jkt: str | None  # bound to this DPoP key, if the login was
     expire_at: datetime  # for a Firestore TTL policy: when no token of the family can live any more
+
+
+class DeviceAuthorizationRecord(TypedDict):
+    """An RFC 8628 device authorization: a program's request, waiting for a person's decision."""
+
+    user_code: str  # the 8 letters, without the dash
+    device_code_hash: str  # the device code itself is never stored
+    client_id: str
+    tenant_id: str
+    agent_display_name: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime
+    interval: int  # seconds the program must wait between polls; slow_down raises it
+    next_poll_at: datetime
+    status: Literal["pending", "approved", "denied", "used"]
+    user_id: str | None
+    decided_at: datetime | None
+    expire_at: datetime  # for a Firestore TTL policy
+
+
+class ActivationFailuresRecord(TypedDict):
+    """A user's recent wrong user codes: past five a minute, the activation page is refused (429)."""
+
+    user_id: str
+    times: list[datetime]
+    expire_at: datetime
 
 
 class RevokedTokenRecord(TypedDict):
@@ -211,6 +241,15 @@ def relation_tuple_path(resource: str, relation: str, subject: str) -> str:
 
 def refresh_family_path(family_id: str) -> str:
     return f"{REFRESH_FAMILIES}/{family_id}"
+
+
+def device_authorization_path(user_code: str) -> str:
+    """Named by a hash of its user code: a decision finds it by the code, and names spread."""
+    return f"{DEVICE_AUTHORIZATIONS}/{hashlib.sha256(('user_code' + chr(0) + user_code).encode()).hexdigest()}"
+
+
+def activation_failures_path(user_id: str) -> str:
+    return f"{ACTIVATION_FAILURES}/{user_id}"
 
 
 def revoked_token_path(jti: str) -> str:

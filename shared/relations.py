@@ -233,7 +233,7 @@ class _Question:
         if self.subject is None:
             return []
         question = question_paths(self.subject, self.body.action, self.body.resource, self.on_behalf_of)
-        standing = credentials.access_token_paths(self.token) if self.token is not None else []
+        standing = credentials.access_token_paths(self.token).all() if self.token is not None else []
         return list(dict.fromkeys([*question, *standing]))
 
     def allowed(self, documents: Any, tenant_id: str) -> bool:
