@@ -37,6 +37,8 @@ ACTIONS = (
     "user_delegation.grant",
     "user_delegation.revoke",
     "relation.write",
+    "device_authorization.start",
+    "device_authorization.decide",
 )
 _PUBLIC_FIELDS = ("event_id", "at", "category", "action", "actor", "target", "request_id")
 

@@ -19,11 +19,12 @@ import hashlib
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
-from shared import crypto, errors, ids, jws, keys, records, schema, strictjson
+from shared import change, crypto, errors, ids, jws, keys, records, schema, strictjson
 from shared.credentials import key_is_live
 from shared.principal import Principal
 
@@ -200,6 +201,16 @@ class Documents(Protocol):
     """Documents read by path (a mapping, or a ``change.Change``)."""
 
     def __getitem__(self, path: str, /) -> Any: ...
+
+
+def spend_assertion(c: change.Change, assertion: Assertion | None) -> None:
+    """Record a client assertion's ``jti`` as used, for as long as any assertion could still be accepted."""
+    if assertion is not None:
+        spent: records.SpentAssertionRecord = {
+            "kind": "client_assertion",
+            "expire_at": c.now + timedelta(seconds=2 * MAX_ASSERTION_LIFE_SECONDS),
+        }
+        c.create(assertion.spent_path(), spent)
 
 
 def principal(agent_id: str, key_id: str | None, request_id: str) -> Principal:

@@ -41,7 +41,8 @@ def checksum(text: str) -> str:
     return ids.base62_fixed(zlib.crc32(text.encode("ascii")), CHECK_LENGTH)
 
 
-def _random_secret() -> str:
+def random_secret() -> str:
+    """43 base62 digits of 256 CSPRNG bits."""
     return ids.base62_fixed(int.from_bytes(secrets.token_bytes(32), "big"), SECRET_LENGTH)
 
 
@@ -50,15 +51,15 @@ def _with_check(text: str) -> str:
 
 
 def new_bridge_key() -> str:
-    return _with_check(f"{BRIDGE_PREFIX}_{_random_secret()}")
+    return _with_check(f"{BRIDGE_PREFIX}_{random_secret()}")
 
 
 def new_device_key(key_id: str) -> str:
-    return _with_check(f"{DEVICE_PREFIX}_{key_id[len('dk_') :]}{_random_secret()}")
+    return _with_check(f"{DEVICE_PREFIX}_{key_id[len('dk_') :]}{random_secret()}")
 
 
 def new_refresh_token(family_id: str) -> str:
-    return _with_check(f"{REFRESH_PREFIX}_{family_id[len('rtf_') :]}{_random_secret()}")
+    return _with_check(f"{REFRESH_PREFIX}_{family_id[len('rtf_') :]}{random_secret()}")
 
 
 def family_of_refresh_token(token: str) -> str | None:

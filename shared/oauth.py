@@ -27,6 +27,7 @@ from shared import (
     clock,
     config,
     credentials,
+    device_flow,
     dpop,
     errors,
     ids,
@@ -44,7 +45,8 @@ REFRESH_TOKEN = "refresh_token"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-GRANTS = (CLIENT_CREDENTIALS, JWT_BEARER, REFRESH_TOKEN, TOKEN_EXCHANGE)
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+GRANTS = (CLIENT_CREDENTIALS, JWT_BEARER, REFRESH_TOKEN, TOKEN_EXCHANGE, DEVICE_CODE)
 SPENT_KEPT = 100  # spent refresh tokens remembered per family, for reuse detection
 _Param = clients.PARAMETER
 
@@ -114,12 +116,6 @@ def _spent(kind: Literal["client_assertion", "dpop_proof"], expire_seconds: int)
     return {"kind": kind, "expire_at": clock.after(expire_seconds)}
 
 
-def _spend_assertion(c: change.Change, assertion: clients.Assertion | None) -> None:
-    """Record a client assertion's ``jti`` as used, for as long as any assertion could still be accepted."""
-    if assertion is not None:
-        c.create(assertion.spent_path(), _spent("client_assertion", 2 * clients.MAX_ASSERTION_LIFE_SECONDS))
-
-
 @dataclass(frozen=True)
 class _Issue:
     """What every grant of one token request shares: who asks, for what audience and scopes, with which proof."""
@@ -152,7 +148,7 @@ class _Issue:
 
     def spend(self, c: change.Change, assertion: clients.Assertion | None) -> None:
         """Make the client assertion and the DPoP proof single-use, in the token's own change."""
-        _spend_assertion(c, assertion)
+        clients.spend_assertion(c, assertion)
         if self.proof is not None:
             c.create(records.spent_assertion_path(self.proof.replay_id()), _spent("dpop_proof", 2 * dpop.SKEW_SECONDS))
 
@@ -484,7 +480,85 @@ def _token_exchange(issue: _Issue) -> dict[str, Any]:
     return {**answer, "issued_token_type": ACCESS_TOKEN_TYPE}
 
 
+_POLL_ANSWERS: dict[str, Callable[[], errors.ApiError]] = {
+    "pending": errors.AuthorizationPending,
+    "slow_down": errors.SlowDown,
+    "denied": errors.AccessDenied,
+    "expired": errors.ExpiredToken,
+    "used": errors.InvalidGrant,  # a device code answers once; the tokens it gave stand
+}
+
+
+def _device_code(issue: _Issue) -> dict[str, Any]:
+    """RFC 8628 §3.4: the polling program's tokens, once a person approved; sub = the person, act = the agent."""
+    device_code = issue.form.device_code
+    if device_code is None:
+        raise errors.InvalidRequest("device_code: required")
+    path = device_flow.device_code_path(device_code)
+    if path is None:
+        raise errors.InvalidGrant()
+    presented = clients.presented(issue.request.headers, issue.form.model_dump())
+    principal = clients.principal(presented.client_id, presented.key_id, issue.request.request_id)
+
+    def work(c: change.Change) -> tuple[dict[str, Any], str] | str:
+        client = clients.authenticate(presented, c, audiences=issue.audiences, now=issue.now)
+        approved = device_flow.poll(c, device_code, client.agent_id)
+        if isinstance(approved, str):
+            return approved  # not yet, or never: the poll's bookkeeping still commits
+        user_id = approved["user_id"] or ""
+        grant_id = ids.grant_id_of(user_id, client.agent_id)
+        key_id = client.key["key_id"] if client.key is not None else None
+        family_id = ids.new_family_id(client.agent_id, key_id)
+        refresh_token = keys.new_refresh_token(family_id)
+        refresh_ends = c.now + timedelta(seconds=c.settings["refresh_token_ttl_seconds"])
+        scopes = _granted(issue.requested, approved["scopes"])
+        family: RefreshFamilyRecord = {
+            "family_id": family_id,
+            "client_id": client.agent_id,
+            "sub": user_id,
+            "tenant_id": approved["tenant_id"],
+            "key_id": key_id,
+            "scopes": scopes,
+            "aud": issue.audience,
+            "grant_id": grant_id,
+            "created_at": c.now,
+            "current_hash": keys.hash_key(refresh_token),
+            "current_expires_at": refresh_ends,
+            "spent_hashes": [],
+            "revoked_at": None,
+            "jkt": issue.jkt,
+            "expire_at": refresh_ends,
+        }
+        claims = issue.claims(
+            c,
+            sub=user_id,
+            client_id=client.agent_id,
+            scopes=scopes,
+            tenant_id=approved["tenant_id"],
+            key_id=key_id,
+            family_id=family_id,
+            actor=client.agent_id,
+            grant_id=grant_id,
+            jkt=issue.jkt,
+        )
+        c.create(records.refresh_family_path(family_id), family)
+        issue.spend(c, presented.assertion)
+        c.record("token.issue", {**_token_target(claims, DEVICE_CODE), "user_id": user_id, "grant_id": grant_id})
+        return claims, refresh_token
+
+    result = change.apply(principal, issue.reads(*presented.paths(), path), work, refused=presented.failure)
+    if isinstance(result, str):
+        raise _POLL_ANSWERS[result]()
+    return _answer(*result)
+
+
+def device_authorization(request: credentials.Request, form: device_flow.AuthorizationForm) -> dict[str, Any]:
+    """``/oauth/device_authorization`` (RFC 8628 §3.1)."""
+    return device_flow.start(request, form, requested_scopes(form.scope))
+
+
 _GRANTS: dict[str, Callable[[_Issue], dict[str, Any]]] = {
+    DEVICE_CODE: _device_code,
     CLIENT_CREDENTIALS: _client_credentials,
     JWT_BEARER: _jwt_bearer,
     REFRESH_TOKEN: _refresh,
@@ -598,7 +672,7 @@ def revoke(request: credentials.Request, form: RevokeForm) -> dict[str, Any]:
 
     def work(c: change.Change) -> None:
         client = clients.authenticate(presented, c, audiences=(issuer + "/oauth/revoke", issuer), now=now)
-        _spend_assertion(c, presented.assertion)
+        clients.spend_assertion(c, presented.assertion)
         if held.family_id is not None:
             family_path = records.refresh_family_path(held.family_id)
             family: RefreshFamilyRecord | None = c[family_path]
@@ -649,6 +723,7 @@ def metadata() -> dict[str, Any]:
         "jwks_uri": issuer + "/.well-known/jwks.json",
         "introspection_endpoint": issuer + "/oauth/introspect",
         "revocation_endpoint": issuer + "/oauth/revoke",
+        "device_authorization_endpoint": issuer + "/oauth/device_authorization",
         "grant_types_supported": list(GRANTS),
         "response_types_supported": [],  # no authorization endpoint: no redirect flows
         "token_endpoint_auth_methods_supported": methods,
