@@ -44,6 +44,11 @@ class Config:
     capability_max_ttl_seconds: int
 
 
+def is_deployment() -> bool:
+    """A deployment reads its keys from Secret Manager; the emulators are for local work only."""
+    return _from_secret_manager()
+
+
 def _from_secret_manager() -> bool:
     source = os.environ.get("AGENTPACK_SECRET_SOURCE", "env").strip()
     if source not in ("env", "secret-manager"):
@@ -88,9 +93,6 @@ def _number(name: str, default: str, kind: type[int] | type[float], low: float, 
 
 @functools.cache
 def get() -> Config:
-    if _from_secret_manager() and os.environ.get("FIREBASE_AUTH_EMULATOR_HOST", "").strip():
-        # firebase-admin accepts the emulator's unsigned ID tokens when this is set: never in a deployment.
-        raise errors.ConfigRefused("FIREBASE_AUTH_EMULATOR_HOST is set in a deployment")
     deadline = _number("AGENTPACK_DATASTORE_DEADLINE_SECONDS", "5", float, 0.1, 60)
     max_ttl = int(_number("AGENTPACK_CAPABILITY_MAX_TTL_SECONDS", "300", int, 1, 3600))
     capability_keys()  # a malformed key set refuses every request, not only those with tokens

@@ -4,8 +4,8 @@ A user's credential is a Firebase ID token. firebase-admin verifies it (the
 signature against Google's published keys, cached by the library; issuer and
 audience of this project; expiry). With ``FIREBASE_AUTH_EMULATOR_HOST`` set,
 firebase-admin accepts the Auth emulator's unsigned tokens instead, as the
-emulator intends: never set that variable in a deployment (``config`` refuses it
-there). The library costs a noticeable import, paid only by requests that carry
+emulator intends: never set that variable in a deployment (ID tokens are then
+refused). The library costs a noticeable import, paid only by requests that carry
 an ID token.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from typing import Any
 
 from shared import config, errors
@@ -30,6 +31,9 @@ def _app() -> Any:
 
 def verify_id_token(token: str) -> str:
     """The Firebase UID of a valid ID token; ``errors.TokenRefused`` for any other string."""
+    if config.is_deployment() and os.environ.get("FIREBASE_AUTH_EMULATOR_HOST", "").strip():
+        # firebase-admin would accept the emulator's unsigned tokens: never in a deployment.
+        raise errors.ConfigRefused("FIREBASE_AUTH_EMULATOR_HOST is set in a deployment")
     from firebase_admin import auth, exceptions
 
     if type(token) is not str or len(token) > 8192 or not token.isascii() or token.count(".") != 2:

@@ -17,6 +17,7 @@ import pytest
 from agentpack import staging
 from scripts.functions_index import ROOT, all_functions
 from shared import keys
+from tests.conftest import DEV_ENV
 
 PYTHON = sys.executable
 API_ROUTES = {
@@ -39,16 +40,21 @@ def test_each_staged_function_stands_alone(tmp_path: Path) -> None:
         "assert not any('work/main' in p and 'build' not in p and 'site-packages' not in p for p in sys.path[1:])\n"
         "from functions_framework import create_app\n"
         "client = create_app(target=sys.argv[1], source='main.py').test_client()\n"
-        "answer = client.post('/', json={}) if sys.argv[2] == 'POST' else client.get('/')\n"
+        "form = {'data': '', 'content_type': 'application/x-www-form-urlencoded'}\n"
+        "body = form if sys.argv[3] == 'form' else {'json': {}}\n"
+        "answer = client.post('/', **body) if sys.argv[2] == 'POST' else client.get('/')\n"
         "print(answer.status_code, json.dumps(answer.get_json()))\n"
     )
     for function in all_functions():
         folder = staging.stage(function, tmp_path)
         assert (folder / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text()
         assert not (folder / "tests").exists()
-        env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+        # The dev token key: the JWKS and metadata functions answer 200 only with signing keys configured.
+        signing_keys = DEV_ENV["AGENTPACK_TOKEN_SIGNING_KEYS"]
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AGENTPACK_TOKEN_SIGNING_KEYS": signing_keys}
+        media = "form" if function.route.startswith("oauth/") else "json"
         result = subprocess.run(
-            [PYTHON, "-c", probe, function.name, function.method],
+            [PYTHON, "-c", probe, function.name, function.method, media],
             cwd=folder,
             env=env,
             capture_output=True,
@@ -56,7 +62,10 @@ def test_each_staged_function_stands_alone(tmp_path: Path) -> None:
             timeout=60,
         )
         assert result.returncode == 0, result.stderr[-2000:]
-        assert result.stdout.startswith("401 " if function.method == "POST" else "200 "), (function.name, result.stdout)
+        # No credential: 401 for a JSON route; an empty OAuth form is 400 invalid_request, or 401
+        # invalid_client where the client is asked first; a GET route answers.
+        expected = ("200 ",) if function.method == "GET" else ("400 ", "401 ") if media == "form" else ("401 ",)
+        assert result.stdout.startswith(expected), (function.name, result.stdout)
 
 
 def test_staging_bundles_checked_capability_keys(tmp_path: Path) -> None:
