@@ -121,6 +121,10 @@ class SigningKeys(Mapping[str, crypto.Verifier]):
     def sign(self, claims: Mapping[str, Any]) -> str:
         return jws.sign(self._seeds[self.signing_kid], {"alg": jws.ALG, "typ": TYP, "kid": self.signing_kid}, claims)
 
+    def known_header(self, header_segment: str) -> crypto.Verifier | None:
+        """The verifier of a header segment spelled as this service writes it, else None."""
+        return self._by_header.get(header_segment)
+
     def verifier_of(self, header_segment: str, header: Mapping[str, Any] | None) -> crypto.Verifier | None:
         known = self._by_header.get(header_segment)
         if known is not None or header is None:
@@ -200,44 +204,123 @@ def header_typ(token: str) -> str | None:
     return typ if type(typ) is str else None
 
 
+# Claims exactly as new_claims() and json.dumps(separators=(",", ":")) write them, with strings that need
+# no escape: one anchored regular expression admits only valid JSON with exactly these members in this
+# order, so the hot path skips the JSON parser. Any other spelling takes the general path (strict JSON,
+# the same checks) and gets the same answer: every token this service mints takes the fast one.
+_TEXT = r'"([^"\\\x00-\x1f]*)"'
+_INT = r"(0|[1-9][0-9]{0,15})"
+_CANONICAL_CLAIMS = re.compile(
+    r'\{"iss":' + _TEXT + r',"sub":' + _TEXT + r',"aud":' + _TEXT + r',"exp":' + _INT + r',"iat":' + _INT
+    + r',"jti":"(' + JTI.pattern + r')","client_id":' + _TEXT + r',"scope":' + _TEXT + r',"tenant_id":' + _TEXT
+    + r'(?:,"key_id":' + _TEXT + r")?(?:,\"family_id\":" + _TEXT + r')?(?:,"act":\{"sub":' + _TEXT
+    + r'\})?(?:,"grant_id":' + _TEXT + r')?(?:,"cnf":\{"jkt":' + _TEXT + r"\})?\}"
+)  # fmt: skip
+_SIGNATURE_LENGTH = 86  # 64 bytes in unpadded base64url
+_SIGNATURE_LAST = frozenset("AQgw")  # the last character carries 2 bits and 4 zero bits: canonical only
+
+
 def verify(token: str, keys: SigningKeys, *, issuer: str, now: float) -> AccessToken:
     """The claims of a valid access token of ``issuer``, any audience (the caller checks ``aud``).
 
     ``now`` is a POSIX time. Expiry is checked with ``SKEW_SECONDS`` of skew both ways; liveness
     (revocation, the agent, key or family it stands on) is the caller's: it needs the datastore.
+    The header as this service writes it is looked up, not parsed; the signature is checked before
+    the claims are decoded; the claims as minted are read by one regular expression.
     """
+    if type(token) is not str or len(token) > jws.MAX_LENGTH or not token.isascii():
+        raise errors.TokenRefused(REFUSED)
+    header_end = token.find(".")
+    signed_end = token.rfind(".")
+    verifier = keys.known_header(token[:header_end]) if header_end > 0 else None
+    if (
+        verifier is None
+        or signed_end <= header_end
+        or len(token) - signed_end - 1 != _SIGNATURE_LENGTH
+        or token[-1] not in _SIGNATURE_LAST
+    ):
+        return _verify_general(token, keys, issuer=issuer, now=now)
+    try:
+        signature = jws.b64decode_signed(token[signed_end + 1 :])
+        if not verifier(token[:signed_end].encode("ascii"), signature):
+            raise errors.TokenRefused(REFUSED)
+        text = jws.b64decode_signed(token[header_end + 1 : signed_end]).decode("utf-8")
+    except ValueError:  # TokenRefused too
+        raise errors.TokenRefused(REFUSED) from None
+    match = _CANONICAL_CLAIMS.fullmatch(text)
+    if match is None:
+        return _checked(_parsed_claims(text), issuer, now)
+    iss, sub, aud, exp_text, iat_text, jti, client_id, scope, tenant_id, key_id, family_id, actor, grant_id, jkt = (
+        match.groups()
+    )
+    exp, iat = int(exp_text), int(iat_text)
+    # _checked's rules, inline on the hot path (the jti's form is in the expression already).
+    if (
+        iss != issuer
+        or not 1 <= exp - iat <= MAX_TTL_SECONDS
+        or now > exp + SKEW_SECONDS
+        or iat > now + SKEW_SECONDS
+        or (key_id is None and family_id is None)
+    ):
+        raise errors.TokenRefused(REFUSED)
+    scopes = tuple(scope.split(" ")) if scope else ()
+    return AccessToken(
+        iss, sub, aud, exp, iat, jti, client_id, scopes, tenant_id, key_id, family_id, actor, grant_id, jkt
+    )
+
+
+def _checked(claims: AccessToken, issuer: str, now: float) -> AccessToken:
+    if (
+        claims.issuer != issuer
+        or not 1 <= claims.exp - claims.iat <= MAX_TTL_SECONDS
+        or now > claims.exp + SKEW_SECONDS
+        or claims.iat > now + SKEW_SECONDS
+        or JTI.fullmatch(claims.jti) is None
+        or (claims.key_id is None and claims.family_id is None)
+    ):
+        raise errors.TokenRefused(REFUSED)
+    return claims
+
+
+def _verify_general(token: str, keys: SigningKeys, *, issuer: str, now: float) -> AccessToken:
+    """Any other spelling of a header: parsed strictly, then held to the same checks."""
     parts = jws.split(token, REFUSED)
     verifier = keys.verifier_of(token[: token.find(".")], parts.header)
     if verifier is None:
         raise errors.TokenRefused(REFUSED)
     claims = jws.signed_claims(parts, verifier, REFUSED)
+    return _checked(_claims_of(claims), issuer, now)
+
+
+def _parsed_claims(text: str) -> AccessToken:
+    try:
+        claims = strictjson.object_of(text)
+    except ValueError:
+        raise errors.TokenRefused(REFUSED) from None
+    if claims is None:
+        raise errors.TokenRefused(REFUSED)
+    return _claims_of(claims)
+
+
+def _claims_of(claims: dict[str, Any]) -> AccessToken:
+    """The claims of a parsed claims object, every member of its type, none unknown."""
     if not set(_REQUIRED) <= set(claims) <= set(_REQUIRED + _OPTIONAL):
         raise errors.TokenRefused(REFUSED)
     if not all(type(claims[name]) is str for name in _STRINGS):
         raise errors.TokenRefused(REFUSED)
     exp, iat = claims["exp"], claims["iat"]
-    if (
-        not jws.is_int(exp)
-        or not jws.is_int(iat)
-        or claims["iss"] != issuer
-        or not 1 <= exp - iat <= MAX_TTL_SECONDS
-        or now > exp + SKEW_SECONDS
-        or iat > now + SKEW_SECONDS
-        or JTI.fullmatch(claims["jti"]) is None
-    ):
-        raise errors.TokenRefused(REFUSED)
     actor = _member(claims.get("act"), "sub")
     jkt = _member(claims.get("cnf"), "jkt")
     key_id, family_id, grant_id = claims.get("key_id"), claims.get("family_id"), claims.get("grant_id")
     if (
-        ("act" in claims and actor is None)
+        not jws.is_int(exp)
+        or not jws.is_int(iat)
+        or ("act" in claims and actor is None)
         or ("cnf" in claims and jkt is None)
         or any(value is not None and type(value) is not str for value in (key_id, family_id, grant_id))
-        or (key_id is None and family_id is None)
     ):
         raise errors.TokenRefused(REFUSED)
     scope = claims["scope"]
-    scopes = tuple(scope.split(" ")) if scope else ()
     return AccessToken(
         claims["iss"],
         claims["sub"],
@@ -246,7 +329,7 @@ def verify(token: str, keys: SigningKeys, *, issuer: str, now: float) -> AccessT
         iat,
         claims["jti"],
         claims["client_id"],
-        scopes,
+        tuple(scope.split(" ")) if scope else (),
         claims["tenant_id"],
         key_id,
         family_id,

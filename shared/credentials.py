@@ -113,6 +113,8 @@ def _resolve_authorization(
         return _resolve_capability(token, delegation_id, request.route, reads)  # the usual spelling: no decode
     from shared import access_tokens, tokens
 
+    if config.token_signing_keys().known_header(token[: token.find(".")]) is not None:
+        return _resolve_access_token(token, scheme == "dpop", delegation_id, request, reads)  # no decode
     typ = access_tokens.header_typ(token)
     if typ == access_tokens.TYP:
         return _resolve_access_token(token, scheme == "dpop", delegation_id, request, reads)
