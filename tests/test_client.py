@@ -575,7 +575,7 @@ def test_oauth_grants_introspection_and_revocation(server: str) -> None:
     assert key.scopes == ("secrets/list",) and key.device_key is not None
     as_agent = Client(server, device_key=key.device_key)
     for auth in ("basic", "post"):
-        issued = as_agent.client_credentials_token(auth=auth)  # type: ignore[arg-type]
+        issued = as_agent.client_credentials_token(auth=auth)
         assert isinstance(issued, agentpack.TokenAnswer) and issued.token_type == "Bearer"
         assert issued.scopes == ("secrets/list",) and issued.refresh_token is None and issued.expires_in == 900
         assert issued.access_token not in repr(issued)
