@@ -305,7 +305,8 @@ def test_help_on_every_command_has_an_example(capsys: pytest.CaptureFixture[str]
 def test_json_output_parses_and_tables_are_readable(served: Served, operator: dict[str, str]) -> None:
     agent_id = new_agent(operator, "json-bot")
     got = as_json("agents", "get", agent_id, env=operator)
-    assert got == {k: got[k] for k in ("agent_id", "display_name", "tenant_id", "created_at", "disabled")}
+    fields = ("agent_id", "display_name", "tenant_id", "created_at", "disabled", "scopes", "public")
+    assert got == {k: got[k] for k in fields} and (got["scopes"], got["public"]) == ([], False)
     listed = as_json("agents", "list", env=operator)
     assert [a["agent_id"] for a in listed["agents"]] == [agent_id] and listed["next_page_token"] is None
     assert as_json("agents", "update", agent_id, "--name", "renamed", env=operator)["display_name"] == "renamed"
