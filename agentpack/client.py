@@ -26,17 +26,19 @@ Backoff is exponential (``backoff`` doubling per attempt, at most
 
 from __future__ import annotations
 
+import base64
 import copy
 import http.client
 import json
 import random
+import re
 import secrets
 import socket
 import ssl
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from agentpack import config, errors, models
 from agentpack.models import (
@@ -48,6 +50,7 @@ from agentpack.models import (
     Delegation,
     DelegationRevocation,
     Delegations,
+    Introspection,
     IssuedKey,
     KeyList,
     KeyRevocation,
@@ -59,6 +62,8 @@ from agentpack.models import (
     SecretList,
     SettingChange,
     Settings,
+    TokenAnswer,
+    TokenRevocation,
 )
 
 __version__ = "0.1.0"
@@ -79,6 +84,46 @@ _HEADERS: dict[config.Kind, str] = {
 }
 
 A = TypeVar("A")
+FORM = "application/x-www-form-urlencoded"
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ASSERTION_LIFE_SECONDS = 300
+_DEVICE_KEY_AGENT = re.compile(r"apkd_([0-9A-Za-z]{22})[0-9A-Za-z]{22}")
+ClientAuth = Literal["basic", "post"]
+
+
+def agent_of_device_key(device_key: str) -> str | None:
+    """The agent a device key belongs to (its text names its key ID, which names its agent), or None."""
+    match = _DEVICE_KEY_AGENT.match(device_key)
+    return "agt_" + match.group(1) if match else None
+
+
+def client_assertion(private_key_seed: bytes, key_id: str, audience: str, *, now: float | None = None) -> str:
+    """An RFC 7523 client assertion (EdDSA JWT) signed by a key pair registered with ``device/issue public_key``.
+
+    ``iss`` = ``sub`` = the key's agent, ``aud`` = ``audience``, five minutes of life, a fresh ``jti``.
+    Signing needs the service library's Ed25519 code (installed with this package), imported only here.
+    """
+    from shared import jws  # the signing code, only for the key-pair calls
+
+    agent_id = _agent_of_key_id(key_id)
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "iss": agent_id,
+        "sub": agent_id,
+        "aud": audience,
+        "iat": issued,
+        "exp": issued + ASSERTION_LIFE_SECONDS,
+        "jti": secrets.token_urlsafe(24),
+    }
+    return jws.sign(private_key_seed, {"alg": "EdDSA", "typ": "JWT", "kid": key_id}, claims)
+
+
+def _agent_of_key_id(key_id: str) -> str:
+    match = re.fullmatch(r"dk_([0-9A-Za-z]{22})[0-9A-Za-z]{22}", key_id)
+    if match is None:
+        raise ValueError("key_id: a device key ID (dk_...)")
+    return "agt_" + match.group(1)
 
 
 def new_request_id() -> str:
@@ -126,7 +171,9 @@ class Client:
     key or token) makes the secrets calls act for the grantor. ``timeout`` is
     per attempt, for connecting and for each read of the answer.
     ``allow_insecure_http`` permits plain ``http://`` to a host other than this
-    machine (keys would cross the network in clear text).
+    machine (keys would cross the network in clear text). ``oauth_only=True`` allows
+    no credential at all: such a client can only use the OAuth calls that carry their
+    own (a key pair's assertion: ``private_key_jwt_token``, ``jwt_bearer_token``).
     """
 
     def __init__(
@@ -143,6 +190,7 @@ class Client:
         max_backoff: float = 4.0,
         allow_insecure_http: bool = False,
         user_agent: str | None = None,
+        oauth_only: bool = False,
     ) -> None:
         offered: tuple[tuple[config.Kind, str | None], ...] = (
             ("bridge_key", bridge_key),
@@ -150,10 +198,13 @@ class Client:
             ("token", token),
         )
         given = [(kind, value) for kind, value in offered if value is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of bridge_key, device_key or token")
-        self._kind, value = given[0]
-        self._credential = _check_credential(self._kind, value)
+        self._kind: config.Kind | None = None
+        self._credential = ""
+        if given or not oauth_only:
+            if len(given) != 1:
+                raise ValueError("give exactly one of bridge_key, device_key or token")
+            self._kind, value = given[0]
+            self._credential = _check_credential(self._kind, value)
         if delegation is not None and self._kind == "bridge_key":
             raise ValueError("a delegation is sent beside a device key or a token, never the bridge key")
         self._delegation = _check_credential("delegation", delegation) if delegation is not None else None
@@ -215,8 +266,8 @@ class Client:
         )
 
     @property
-    def credential_kind(self) -> config.Kind:
-        """``bridge_key``, ``device_key`` or ``token``."""
+    def credential_kind(self) -> config.Kind | None:
+        """``bridge_key``, ``device_key`` or ``token`` (None: an ``oauth_only`` client without one)."""
         return self._kind
 
     @property
@@ -236,9 +287,22 @@ class Client:
 
     # ------------------------------------------------------------ agents
 
-    def create_agent(self, display_name: str, *, tenant_id: str | None = None) -> Agent:
-        """``agents/create`` (bridge key)."""
-        return self._call("agents/create", {"display_name": display_name, "tenant_id": tenant_id}, Agent)
+    def create_agent(
+        self,
+        display_name: str,
+        *,
+        tenant_id: str | None = None,
+        scopes: Sequence[str] | None = None,
+        public: bool | None = None,
+    ) -> Agent:
+        """``agents/create`` (bridge key). ``scopes``: the most its OAuth access tokens may carry."""
+        body = {
+            "display_name": display_name,
+            "tenant_id": tenant_id,
+            "scopes": _scope_list(scopes),
+            "public": public,
+        }
+        return self._call("agents/create", body, Agent)
 
     def get_agent(self, agent_id: str | None = None) -> Agent:
         """``agents/get``: any agent with the bridge key; the caller itself with an agent credential."""
@@ -255,9 +319,24 @@ class Client:
         """Every agent, page after page."""
         return _pages(lambda token: self.list_agents(tenant_id=tenant_id, page_size=page_size, page_token=token))
 
-    def update_agent(self, agent_id: str, *, display_name: str | None = None, disabled: bool | None = None) -> Agent:
-        """``agents/update`` (bridge key). ``disabled=True`` suspends every credential of the agent at once."""
-        body = {"agent_id": agent_id, "display_name": display_name, "disabled": disabled}
+    def update_agent(
+        self,
+        agent_id: str,
+        *,
+        display_name: str | None = None,
+        disabled: bool | None = None,
+        scopes: Sequence[str] | None = None,
+        public: bool | None = None,
+    ) -> Agent:
+        """``agents/update`` (bridge key). ``disabled=True`` suspends every credential of the agent at once;
+        ``scopes`` replaces the agent's scopes (tokens already issued are held to the new ones)."""
+        body = {
+            "agent_id": agent_id,
+            "display_name": display_name,
+            "disabled": disabled,
+            "scopes": _scope_list(scopes),
+            "public": public,
+        }
         return self._call("agents/update", body, Agent)
 
     # ------------------------------------------------------------ device keys
@@ -269,13 +348,25 @@ class Client:
         label: str | None = None,
         ttl_seconds: int | None = None,
         replaces_key_id: str | None = None,
+        scopes: Sequence[str] | None = None,
+        public_key: str | None = None,
     ) -> IssuedKey:
         """``device/issue``. The answer's ``device_key`` is the only time the key is shown.
 
         With ``replaces_key_id`` this is a rotation: the old key stays valid for
         the ``rotation_grace_seconds`` setting (see ``agentpack.rotation``).
+        ``scopes`` narrows the key (a subset of the agent's); ``public_key`` (base64url
+        of a raw Ed25519 public key) registers a key pair for ``private_key_jwt`` and
+        the jwt-bearer grant instead: the answer then has no ``device_key``.
         """
-        body = {"agent_id": agent_id, "label": label, "ttl_seconds": ttl_seconds, "replaces_key_id": replaces_key_id}
+        body = {
+            "agent_id": agent_id,
+            "label": label,
+            "ttl_seconds": ttl_seconds,
+            "replaces_key_id": replaces_key_id,
+            "scopes": _scope_list(scopes),
+            "public_key": public_key,
+        }
         return self._call("device/issue", body, IssuedKey)
 
     def revoke_key(self, key_id: str) -> KeyRevocation:
@@ -356,6 +447,151 @@ class Client:
             lambda token: self.list_audit(agent_id=agent_id, action=action, page_size=page_size, page_token=token)
         )
 
+    # ------------------------------------------------------------ OAuth 2.0 (the agent as a client)
+
+    @property
+    def issuer(self) -> str:
+        """The OAuth issuer this client assumes: the service URL (as AGENTPACK_ISSUER is locally)."""
+        return self.base_url
+
+    def _client_auth(self, auth: ClientAuth, client_id: str | None) -> tuple[dict[str, str], dict[str, str]]:
+        """(headers, form parameters) of client_secret_basic or client_secret_post with the device key."""
+        if self._kind != "device_key":
+            raise ValueError("client_secret_basic and client_secret_post take a device key as the secret")
+        agent_id = client_id or agent_of_device_key(self._credential)
+        if agent_id is None:
+            raise ValueError("client_id: the device key does not name its agent; give client_id")
+        if auth == "basic":
+            pair = f"{urllib.parse.quote_plus(agent_id)}:{urllib.parse.quote_plus(self._credential)}"
+            return {"Authorization": "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")}, {}
+        if auth == "post":
+            return {}, {"client_id": agent_id, "client_secret": self._credential}
+        raise ValueError("auth: 'basic' or 'post'")
+
+    def client_credentials_token(
+        self,
+        scope: str | Sequence[str] | None = None,
+        *,
+        resource: str | None = None,
+        auth: ClientAuth = "basic",
+        client_id: str | None = None,
+    ) -> TokenAnswer:
+        """An access token for the agent (``grant_type=client_credentials``), the device key as the secret.
+
+        ``scope`` (a space-separated string or a list): default all the agent may have; more than that is
+        ``InvalidScope``, never narrowed in silence. ``resource``: the token's audience (default the issuer).
+        ``client_id`` defaults to the device key's own agent. No refresh token.
+        """
+        headers, form = self._client_auth(auth, client_id)
+        body = {"grant_type": "client_credentials", "scope": _scope(scope), "resource": resource, **form}
+        return self._form("oauth/token", body, headers, TokenAnswer)
+
+    def private_key_jwt_token(
+        self,
+        private_key_seed: bytes,
+        key_id: str,
+        scope: str | Sequence[str] | None = None,
+        *,
+        resource: str | None = None,
+    ) -> TokenAnswer:
+        """``client_credentials`` authenticated with ``private_key_jwt``: an assertion signed by a key pair
+        registered with ``device/issue public_key`` (``key_id``), no secret sent. Any credential of this
+        client is not used."""
+        assertion = client_assertion(private_key_seed, key_id, self.issuer + "/oauth/token")
+        body = {
+            "grant_type": "client_credentials",
+            "scope": _scope(scope),
+            "resource": resource,
+            "client_assertion_type": CLIENT_ASSERTION_TYPE,
+            "client_assertion": assertion,
+        }
+        return self._form("oauth/token", body, {}, TokenAnswer)
+
+    def jwt_bearer_token(
+        self,
+        private_key_seed: bytes,
+        key_id: str,
+        scope: str | Sequence[str] | None = None,
+        *,
+        resource: str | None = None,
+    ) -> TokenAnswer:
+        """The agent "login" (RFC 7523 §2.1): an access token and a refresh token, from an assertion signed
+        by the key pair ``key_id``. Keep the refresh token secret: it is single-use, see ``refresh``."""
+        assertion = client_assertion(private_key_seed, key_id, self.issuer + "/oauth/token")
+        body = {"grant_type": JWT_BEARER, "assertion": assertion, "scope": _scope(scope), "resource": resource}
+        return self._form("oauth/token", body, {}, TokenAnswer)
+
+    def refresh(
+        self,
+        refresh_token: str,
+        scope: str | Sequence[str] | None = None,
+        *,
+        private_key_seed: bytes | None = None,
+        key_id: str | None = None,
+        auth: ClientAuth = "basic",
+    ) -> TokenAnswer:
+        """A new access token and a new refresh token; ``refresh_token`` is spent (using it again revokes
+        the whole family). The client authenticates as on every grant: with the key pair if given, else
+        with the device key."""
+        body: dict[str, str | None] = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "scope": _scope(scope),
+        }
+        headers = self._authenticate(body, private_key_seed, key_id, auth, "/oauth/token")
+        return self._form("oauth/token", body, headers, TokenAnswer)
+
+    def introspect(
+        self, token: str, *, private_key_seed: bytes | None = None, key_id: str | None = None
+    ) -> Introspection:
+        """RFC 7662: whether ``token`` (access or refresh) is live, and its claims. The caller is the
+        bridge key, or an agent (device key, or key pair) seeing its own tenant's tokens."""
+        body: dict[str, str | None] = {"token": token}
+        if self._kind == "bridge_key" and private_key_seed is None:
+            headers = {"x-agentpack-key": self._credential}
+        else:
+            headers = self._authenticate(body, private_key_seed, key_id, "basic", "/oauth/introspect")
+        return self._form("oauth/introspect", body, headers, Introspection, is_read=True)
+
+    def revoke_token(
+        self, token: str, *, private_key_seed: bytes | None = None, key_id: str | None = None
+    ) -> TokenRevocation:
+        """RFC 7009: revoke an access token, or a refresh token and its whole family, as the client it was
+        issued to. Unknown and expired tokens are fine; another client's token is ``UnauthorizedClient``."""
+        body: dict[str, str | None] = {"token": token}
+        headers = self._authenticate(body, private_key_seed, key_id, "basic", "/oauth/revoke")
+        return self._form("oauth/revoke", body, headers, TokenRevocation)
+
+    def _authenticate(
+        self,
+        body: dict[str, str | None],
+        private_key_seed: bytes | None,
+        key_id: str | None,
+        auth: ClientAuth,
+        path: str,
+    ) -> dict[str, str]:
+        if private_key_seed is not None:
+            if key_id is None:
+                raise ValueError("key_id: the key pair's key ID, beside its private key")
+            body["client_assertion_type"] = CLIENT_ASSERTION_TYPE
+            body["client_assertion"] = client_assertion(private_key_seed, key_id, self.issuer + path)
+            return {}
+        headers, form = self._client_auth(auth, None)
+        body.update(form)
+        return headers
+
+    def _form(
+        self,
+        route: str,
+        body: Mapping[str, str | None],
+        headers: Mapping[str, str],
+        answer: type[A],
+        *,
+        is_read: bool = False,
+    ) -> A:
+        payload = urllib.parse.urlencode({k: v for k, v in body.items() if v is not None}).encode("ascii")
+        return self._exchange(route, payload, answer, content_type=FORM, headers=headers, is_read=is_read)
+
     # ------------------------------------------------------------ the exchange
 
     def _call(self, route: str, body: dict[str, Any], answer: type[A]) -> A:
@@ -366,14 +602,30 @@ class Client:
             payload = text.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("a text argument is not valid Unicode (a lone surrogate)") from None
+        if self._kind is None:
+            raise ValueError("this client holds no credential: use an access token as Client(token=...)")
+        credential = {_HEADERS[self._kind]: f"Bearer {self._credential}" if self._kind == "token" else self._credential}
+        if self._delegation is not None:
+            credential["x-agentpack-delegation"] = self._delegation
+        return self._exchange(route, payload, answer, headers=credential, is_read=route in READ_ROUTES)
+
+    def _exchange(
+        self,
+        route: str,
+        payload: bytes,
+        answer: type[A],
+        *,
+        headers: Mapping[str, str],
+        is_read: bool,
+        content_type: str = "application/json",
+    ) -> A:
         request_id = new_request_id()
-        is_read = route in READ_ROUTES
         attempt = 0
         while True:
             attempt += 1
             retry_after: float | None = None
             try:
-                status, headers, raw = self._send(route, payload, request_id)
+                status, answer_headers, raw = self._send(route, payload, request_id, content_type, headers)
             except _NotSent as failure:
                 error: errors.ApiError = self._connection_error(failure.reason, failure.timed_out, request_id)
                 may_retry = failure.retry
@@ -381,12 +633,12 @@ class Client:
                 error = self._connection_error(failure.reason, failure.timed_out, request_id)
                 may_retry = is_read
             else:
-                answer_id = headers.get("x-request-id") or request_id
+                answer_id = answer_headers.get("x-request-id") or request_id
                 if 200 <= status < 300:
-                    return self._parse(status, headers, raw, answer_id, answer)
-                error = self._error(status, headers, raw, answer_id)
+                    return self._parse(status, answer_headers, raw, answer_id, answer)
+                error = self._error(status, answer_headers, raw, answer_id)
                 may_retry = is_read and status in _RETRY_STATUSES
-                retry_after = _seconds(headers.get("retry-after"))
+                retry_after = _seconds(answer_headers.get("retry-after"))
             if not may_retry or attempt >= self.max_attempts:
                 raise error
             delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
@@ -399,16 +651,16 @@ class Client:
             return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=self._tls)
         return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
 
-    def _send(self, route: str, payload: bytes, request_id: str) -> tuple[int, dict[str, str], bytes]:
+    def _send(
+        self, route: str, payload: bytes, request_id: str, content_type: str, extra: Mapping[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
         headers = {
-            "Content-Type": "application/json",
+            "Content-Type": content_type,
             "Accept": "application/json",
             "User-Agent": self.user_agent,
             "x-request-id": request_id,
-            _HEADERS[self._kind]: f"Bearer {self._credential}" if self._kind == "token" else self._credential,
+            **extra,
         }
-        if self._delegation is not None:
-            headers["x-agentpack-delegation"] = self._delegation
         connection = self._connection()
         try:
             try:
@@ -478,6 +730,19 @@ class Client:
             kind = headers.get("content-type", "no content type")
             description = f"HTTP {status} ({kind}) is not an agentpack answer; is {self.base_url} the service?"
         return errors.UnexpectedResponse("unexpected_response", status, description, request_id)
+
+
+def _scope_list(scopes: Sequence[str] | None) -> list[str] | None:
+    if isinstance(scopes, str):
+        raise TypeError("scopes: a list of scope strings, such as ['secrets/get']")
+    return list(scopes) if scopes is not None else None
+
+
+def _scope(scope: str | Sequence[str] | None) -> str | None:
+    """A scope parameter: a space-separated string, or a list joined with spaces."""
+    if scope is None or isinstance(scope, str):
+        return scope
+    return " ".join(scope)
 
 
 def _pages(fetch: Callable[[str | None], Page[A]]) -> Iterator[A]:

@@ -142,6 +142,56 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 }
 
 
+# ---------------------------------------------------------------- the OAuth endpoints' codes (RFC 6749 §5.2)
+# Each is a subclass of the class of its status, so ``except InvalidRequest`` still catches them.
+
+
+class InvalidClient(Unauthenticated):
+    """Client authentication failed (always 401): unknown or disabled agent, wrong or dead key, bad assertion."""
+
+    default_code = "invalid_client"
+
+
+class InvalidGrant(InvalidRequest):
+    """A bad, expired, revoked or spent refresh token (a spent one revokes its family), or a bad assertion."""
+
+    default_code = "invalid_grant"
+
+
+class UnauthorizedClient(InvalidRequest):
+    default_code = "unauthorized_client"
+
+
+class UnsupportedGrantType(InvalidRequest):
+    default_code = "unsupported_grant_type"
+
+
+class InvalidScope(InvalidRequest):
+    """More scope than the client may have now: never narrowed in silence."""
+
+    default_code = "invalid_scope"
+
+
+class InvalidTarget(InvalidRequest):
+    default_code = "invalid_target"
+
+
+class InvalidDpopProof(InvalidRequest):
+    default_code = "invalid_dpop_proof"
+
+
+OAUTH_ERRORS: tuple[type[ApiError], ...] = (
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    InvalidTarget,
+    InvalidDpopProof,
+)
+BY_CODE.update({cls.default_code: cls for cls in OAUTH_ERRORS})
+
+
 def from_answer(status: int, code: str, description: str, request_id: str | None) -> ApiError:
     """The exception for an error answer of the contract's shape."""
     cls = BY_CODE.get(code) or _BY_STATUS.get(status) or ApiError

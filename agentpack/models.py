@@ -144,6 +144,8 @@ class Agent:
     tenant_id: str
     created_at: datetime
     disabled: bool
+    scopes: tuple[str, ...] = ()  # the most its OAuth access tokens may carry (absent from older services)
+    public: bool = False  # a public OAuth client: holds no keys
     request_id: str | None = _answer_id()
 
 
@@ -175,10 +177,11 @@ class IssuedKey:
 
     key_id: str
     agent_id: str
-    device_key: str = field(repr=False)
+    device_key: str | None = field(repr=False)  # None when a public key (a key pair) was registered
     label: str | None
     created_at: datetime
     expires_at: datetime | None
+    scopes: tuple[str, ...] | None = None  # the key's narrower scopes; None: the agent's
     request_id: str | None = _answer_id()
 
 
@@ -199,6 +202,8 @@ class DeviceKey:
     expires_at: datetime | None
     revoked_at: datetime | None
     replaced_by: str | None = None  # the key that replaced this one by rotation (absent from older services)
+    scopes: tuple[str, ...] | None = None  # the key's narrower scopes; None: the agent's
+    kind: str = "secret"  # secret (a device key) or key_pair (a registered public key, for private_key_jwt)
 
     def status(self, now: datetime | None = None) -> str:
         """``revoked``, ``expired``, ``rotated`` (replaced, still working through its grace window) or ``active``."""
@@ -325,6 +330,48 @@ class AuditPage(Page[AuditEvent]):
     @property
     def items(self) -> tuple[AuditEvent, ...]:
         return self.events
+
+
+@dataclass(frozen=True, slots=True)
+class TokenAnswer:
+    """What ``/oauth/token`` answers (RFC 6749 §5.1). The tokens are left out of ``repr``."""
+
+    access_token: str = field(repr=False)
+    token_type: str  # Bearer, or DPoP for a token bound to a DPoP key
+    expires_in: int
+    scope: str  # space-separated; may be empty
+    refresh_token: str | None = field(default=None, repr=False)  # jwt-bearer and refresh grants only
+    request_id: str | None = _answer_id()
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return tuple(self.scope.split())
+
+
+@dataclass(frozen=True, slots=True)
+class Introspection:
+    """What ``/oauth/introspect`` answers (RFC 7662): ``active`` alone for a token that is not live."""
+
+    active: bool
+    scope: str | None = None
+    client_id: str | None = None
+    sub: str | None = None
+    aud: str | None = None
+    iss: str | None = None
+    exp: int | None = None
+    iat: int | None = None
+    jti: str | None = None
+    token_type: str | None = None  # Bearer, DPoP, or refresh_token
+    tenant_id: str | None = None
+    act: dict[str, Any] | None = None  # {"sub": agent} when an agent acts for a user
+    request_id: str | None = _answer_id()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRevocation:
+    """What ``/oauth/revoke`` answers: nothing, whether or not the token was known (RFC 7009)."""
+
+    request_id: str | None = _answer_id()
 
 
 # ---------------------------------------------------------------- back to JSON

@@ -48,6 +48,10 @@ AuditAction = Literal[
     "secret.reseal",
     "setting.set",
     "capability.record",
+    "token.issue",
+    "token.refresh",
+    "token.revoke",
+    "token.reuse_detected",
 ]
 ErrorCode = Literal[
     "invalid_request",
@@ -62,6 +66,14 @@ ErrorCode = Literal[
     "rate_limited",
     "unavailable",
     "internal",
+    # The OAuth endpoints' own (RFC 6749 §5.2, RFC 8707, RFC 9449).
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "invalid_target",
+    "invalid_dpop_proof",
 ]
 
 
@@ -231,7 +243,9 @@ class AgentTarget(Answer):
     kind: Literal["agent"]
     agent_id: AgentId
     tenant_id: str | None = Field(None, description="On agent.create.")
-    changes: list[Literal["display_name", "disabled"]] | None = Field(None, description="On agent.update.")
+    changes: list[Literal["display_name", "disabled", "scopes", "public"]] | None = Field(
+        None, description="On agent.update."
+    )
 
 
 class DeviceKeyTarget(Answer):
@@ -273,8 +287,37 @@ class CapabilityTarget(Answer):
     scope: str
 
 
+class AccessTokenTarget(Answer):
+    """token.issue, token.refresh (with the grant, scope and audience) and token.revoke: never the token."""
+
+    kind: Literal["access_token"]
+    agent_id: AgentId = Field(description="The client the token was issued to.")
+    jti: str
+    grant_type: Literal["client_credentials", "urn:ietf:params:oauth:grant-type:jwt-bearer", "refresh_token"] | None = (
+        Field(None, description="On token.issue and token.refresh.")
+    )
+    scope: str | None = Field(None, description="On token.issue and token.refresh: the token's scope.")
+    aud: str | None = Field(None, description="On token.issue and token.refresh: the token's audience.")
+    family_id: str | None = Field(None, description="The refresh-token family, for tokens that have one.")
+
+
+class RefreshFamilyTarget(Answer):
+    """token.revoke of a refresh token, and token.reuse_detected: the whole family is revoked."""
+
+    kind: Literal["refresh_family"]
+    agent_id: AgentId = Field(description="The client the family was issued to.")
+    family_id: str
+
+
 AuditTarget = Annotated[
-    AgentTarget | DeviceKeyTarget | DelegationTarget | SecretTarget | SettingTarget | CapabilityTarget,
+    AgentTarget
+    | DeviceKeyTarget
+    | DelegationTarget
+    | SecretTarget
+    | SettingTarget
+    | CapabilityTarget
+    | AccessTokenTarget
+    | RefreshFamilyTarget,
     Field(discriminator="kind"),
 ]
 
@@ -292,6 +335,81 @@ class AuditEvent(Answer):
 class AuditPage(Answer):
     events: list[AuditEvent] = Field(description="Newest first.")
     next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last page.")
+
+
+# --- OAuth 2.0 ----------------------------------------------------------------------------
+
+
+class TokenAnswer(Answer):
+    """RFC 6749 §5.1: what /oauth/token answers."""
+
+    access_token: str = Field(description="A JWT (RFC 9068, header typ at+jwt, EdDSA), verifiable with the JWKS.")
+    token_type: Literal["Bearer", "DPoP"] = Field(description="DPoP when a DPoP proof bound the token to its key.")
+    expires_in: int = Field(ge=1, description="Seconds: the access_token_ttl_seconds setting when issued.")
+    scope: str = Field(description="Space-separated; exactly what was asked, or all the client may have. May be empty.")
+    refresh_token: str | None = Field(
+        default=None,
+        pattern=r"^apkr_[0-9A-Za-z]+$",
+        description="jwt-bearer and refresh_token grants only; single use: each refresh answers a new one.",
+    )
+
+
+class Act(Answer):
+    sub: str = Field(description="The agent acting for the user sub.")
+
+
+class Introspection(Answer):
+    """RFC 7662 §2.2: {"active": false} alone for anything not live; the claims of a live token."""
+
+    active: bool
+    scope: str | None = None
+    client_id: AgentId | None = None
+    sub: str | None = None
+    aud: str | None = Field(None, description="Access tokens only.")
+    iss: str | None = None
+    exp: int | None = None
+    iat: int | None = Field(None, description="Access tokens only.")
+    jti: str | None = Field(None, description="Access tokens only.")
+    token_type: Literal["Bearer", "DPoP", "refresh_token"] | None = Field(
+        None, description="Bearer or DPoP (a bound token) for an access token; refresh_token for a refresh token."
+    )
+    tenant_id: str | None = None
+    act: Act | None = Field(None, description="When an agent acts for a user.")
+
+
+class Revoked(Answer):
+    """RFC 7009 §2.2: an empty object, whether or not the token was known."""
+
+
+class Jwk(Answer):
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$", description="The raw 32-byte public key, base64url.")
+    kid: str
+    use: Literal["sig"]
+    alg: Literal["EdDSA"]
+
+
+class Jwks(Answer):
+    keys: list[Jwk] = Field(description="Every key that may have signed a live access token; the newest signs.")
+
+
+class ServerMetadata(Answer):
+    """RFC 8414 authorization-server metadata."""
+
+    issuer: str
+    token_endpoint: str
+    jwks_uri: str
+    introspection_endpoint: str
+    revocation_endpoint: str
+    grant_types_supported: list[str]
+    response_types_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    token_endpoint_auth_signing_alg_values_supported: list[str]
+    introspection_endpoint_auth_methods_supported: list[str]
+    revocation_endpoint_auth_methods_supported: list[str]
+    dpop_signing_alg_values_supported: list[str]
+    scopes_supported: list[str]
 
 
 # --- the OpenAPI document itself ------------------------------------------------------------

@@ -31,6 +31,8 @@ from shared import (
     capabilities,
     delegations,
     devices,
+    http,
+    oauth,
     schema,
     secrets,
     settings,
@@ -44,6 +46,10 @@ BRIDGE = "bridgeKey"
 DEVICE = "deviceKey"
 CAPABILITY = "capabilityToken"
 DELEGATION = "delegation"
+ACCESS_TOKEN = "accessToken"  # noqa: S105 - a scheme name
+DPOP_TOKEN = "dpopAccessToken"  # noqa: S105 - a scheme name
+DPOP_PROOF = "dpopProof"
+CLIENT_BASIC = "clientBasic"
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     BRIDGE: {
         "type": "apiKey",
@@ -70,14 +76,53 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "description": "A delegation ID (dlg_…), beside the grantee's device key or capability token: "
         "the request acts for the grantor, on the secrets routes the delegation names.",
     },
+    ACCESS_TOKEN: {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An OAuth access token of this issuer (RFC 9068: EdDSA JWS, typ at+jwt, from /oauth/token), "
+        "with aud = the issuer: one agent, for the routes its scope names. Checked live: revoking the token, its "
+        "key or its refresh family, or disabling its agent, refuses it from the next request. Never accepted by "
+        "the routes that mint or revoke credentials.",
+    },
+    DPOP_TOKEN: {
+        "type": "http",
+        "scheme": "DPoP",
+        "description": "A DPoP-bound access token (RFC 9449; a JWT as accessToken's, token_type DPoP, claim cnf.jkt), "
+        "sent as "
+        "Authorization: DPoP <token> with a fresh proof of its key in the DPoP header.",
+    },
+    DPOP_PROOF: {
+        "type": "apiKey",
+        "in": "header",
+        "name": "DPoP",
+        "description": "A DPoP proof (typ dpop+jwt, EdDSA, the public key in its jwk header) for this request: "
+        "htm POST, htu = the issuer + the route's path, iat within 60 s, ath = the token's SHA-256, a jti used once.",
+    },
+    CLIENT_BASIC: {
+        "type": "http",
+        "scheme": "basic",
+        "description": "OAuth client authentication client_secret_basic: the agent_id as user name, one of its "
+        "live device keys as password (each form-urlencoded). The OAuth endpoints also take client_secret_post, "
+        "private_key_jwt (client_assertion) and, for a public agent, client_id alone, in the form body.",
+    },
 }
 
 Security = tuple[tuple[str, ...], ...]  # alternatives; each lists the schemes sent together
 BRIDGE_ONLY: Security = ((BRIDGE,),)
-ANY_CREDENTIAL: Security = ((BRIDGE,), (DEVICE,), (CAPABILITY,))
+ACCESS: Security = ((ACCESS_TOKEN,), (DPOP_TOKEN, DPOP_PROOF))  # an OAuth access token, bearer or DPoP-bound
+ANY_CREDENTIAL: Security = ((BRIDGE,), (DEVICE,), (CAPABILITY,), *ACCESS)
 MINTING: Security = ((BRIDGE,), (DEVICE,))
-AGENT: Security = ((DEVICE,), (CAPABILITY,))
-AGENT_OR_DELEGATE: Security = ((DEVICE,), (CAPABILITY,), (DEVICE, DELEGATION), (CAPABILITY, DELEGATION))
+AGENT: Security = ((DEVICE,), (CAPABILITY,), *ACCESS)
+AGENT_OR_DELEGATE: Security = (
+    (DEVICE,),
+    (CAPABILITY,),
+    *ACCESS,
+    (DEVICE, DELEGATION),
+    (CAPABILITY, DELEGATION),
+)
+# The OAuth endpoints: HTTP Basic, or the client's authentication in the form body (the empty requirement).
+CLIENT: Security = ((CLIENT_BASIC,), ())
 
 # What every POST route may answer, whatever it does.
 COMMON_ERRORS: dict[int, str] = {
@@ -92,9 +137,45 @@ COMMON_ERRORS: dict[int, str] = {
     "nothing was half-written.",
 }
 NOT_THIS_CREDENTIAL = (
-    "forbidden: a capability token whose scope lacks this route, or a delegation (delegations cover "
-    "the secrets routes only)"
+    "forbidden: a capability token or access token whose scope lacks this route, or a delegation (delegations "
+    "cover the secrets routes only)"
 )
+MINTING_REFUSED = (
+    "forbidden: a capability token, an access token, a delegation, or a device key already replaced by rotation."
+)
+# What every OAuth endpoint may answer (RFC 6749 §5.2), beside the transport errors of COMMON_ERRORS.
+OAUTH_ERRORS: dict[int, str] = {
+    400: "invalid_request: a required parameter is missing, a parameter is sent twice, or more than one client "
+    "authentication method is used (the error shape is RFC 6749 §5.2's).",
+    401: "invalid_client: client authentication failed (unknown or disabled agent; wrong, revoked, expired or "
+    "rotated-out key; a key of another agent; a bad or replayed client_assertion): one answer for all, with "
+    "WWW-Authenticate: Basic when the client used HTTP Basic.",
+    405: "method_not_allowed: the endpoint answers POST only.",
+    413: COMMON_ERRORS[413],
+    415: "unsupported_media_type: a body that is not application/x-www-form-urlencoded.",
+    500: COMMON_ERRORS[500],
+    503: COMMON_ERRORS[503],
+}
+FORM_PARAMETERS: dict[str, str] = {
+    "client_id": "The client's agent_id (client_secret_post, a public agent; optional with HTTP Basic or an "
+    "assertion, and then it must match).",
+    "client_secret": "client_secret_post: one of the agent's live device keys.",
+    "client_assertion_type": "private_key_jwt: urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
+    "client_assertion": "private_key_jwt (RFC 7523 §2.2): an EdDSA JWT signed by a key pair registered with "
+    "device/issue public_key; kid = that key ID; iss = sub = the agent; aud = the endpoint URL or the issuer; "
+    "exp at most 3600 s ahead; jti used once.",
+    "grant_type": "client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer or refresh_token; "
+    "anything else is unsupported_grant_type.",
+    "scope": "Space-separated scopes; default: all the client may have now. More than that is invalid_scope, "
+    "never narrowed in silence.",
+    "resource": "RFC 8707: the token's audience, an absolute https URI (or http on a loopback host); "
+    "default the issuer. Anything else is invalid_target.",
+    "refresh_token": "The refresh_token grant: the refresh token (apkr_…) to spend.",
+    "assertion": "The jwt-bearer grant (RFC 7523 §2.1): a JWT as for private_key_jwt, and no other client "
+    "authentication.",
+    "token": "The token (an access token or a refresh token).",
+    "token_type_hint": "access_token or refresh_token; ignored (the token's form says which it is).",
+}
 
 
 @dataclass(frozen=True)
@@ -102,21 +183,29 @@ class Route:
     path: str  # as served, without the leading slash: agents/create
     summary: str
     callers: str
-    request: type[schema.Body] | None
+    request: type[schema.Body] | type[schema.Form] | None
     status: int
     answer: type[answers.Answer]
     security: Security
     errors: Mapping[int, str] = field(default_factory=dict)  # the route's own, beside COMMON_ERRORS
     method: str = "POST"
+    media: str = "application/json"  # of the request body
+    cache_control: str = "no-store"
 
     @property
     def operation_id(self) -> str:
-        """The name of the function serving the route (its folder under functions/)."""
-        return re.sub(r"[/.]", "_", self.path)
+        """The name of the function serving the route (its folder under functions/): leading dots
+        stripped, ``/``, ``.`` and ``-`` turned into ``_`` (``.well-known/jwks.json``: ``well_known_jwks_json``)."""
+        return re.sub(r"[/.\-]", "_", self.path.lstrip("."))
 
     @property
     def tag(self) -> str:
-        return self.path.split("/")[0]
+        return "oauth" if self.is_oauth else self.path.split("/")[0]
+
+    @property
+    def is_oauth(self) -> bool:
+        """The OAuth 2.0 endpoints and discovery documents, with their own error codes and conventions."""
+        return self.path.startswith(("oauth/", ".well-known/"))
 
 
 ROUTES: tuple[Route, ...] = (
@@ -169,7 +258,7 @@ ROUTES: tuple[Route, ...] = (
         answers.IssuedKey,
         MINTING,
         {
-            403: "forbidden: a capability token, a delegation, or a device key already replaced by rotation.",
+            403: MINTING_REFUSED,
             404: "not_found: no such agent, or replaces_key_id is not a key of this agent.",
             409: "conflict: the agent has device_key_max_active live keys, "
             "or the key to replace is already revoked, expired or replaced.",
@@ -184,7 +273,7 @@ ROUTES: tuple[Route, ...] = (
         answers.RevokedKey,
         MINTING,
         {
-            403: "forbidden: a capability token, a delegation, or a device key already replaced by rotation.",
+            403: MINTING_REFUSED,
             404: "not_found: no such key, or another agent's.",
         },
     ),
@@ -207,7 +296,7 @@ ROUTES: tuple[Route, ...] = (
         answers.Delegation,
         ((DEVICE,),),
         {
-            403: "forbidden: the bridge key, a capability token, a delegation, "
+            403: "forbidden: the bridge key, a capability token, an access token, a delegation, "
             "or a device key already replaced by rotation.",
             404: "not_found: to_agent does not exist, or is of another tenant.",
         },
@@ -221,7 +310,7 @@ ROUTES: tuple[Route, ...] = (
         answers.RevokedDelegation,
         MINTING,
         {
-            403: "forbidden: a capability token, a delegation, or a device key already replaced by rotation.",
+            403: MINTING_REFUSED,
             404: "not_found: no such delegation, or one the caller is no party to.",
         },
     ),
@@ -243,7 +332,10 @@ ROUTES: tuple[Route, ...] = (
         200,
         answers.SecretVersion,
         AGENT_OR_DELEGATE,
-        {403: "forbidden: the bridge key, a capability token or delegation that does not name this route."},
+        {
+            403: "forbidden: the bridge key, a capability token, access token or delegation that does not name "
+            "this route."
+        },
     ),
     Route(
         "secrets/get",
@@ -254,7 +346,8 @@ ROUTES: tuple[Route, ...] = (
         answers.SecretValue,
         AGENT_OR_DELEGATE,
         {
-            403: "forbidden: the bridge key, a capability token or delegation that does not name this route.",
+            403: "forbidden: the bridge key, a capability token, access token or delegation that does not name "
+            "this route.",
             404: "not_found: no secret of that name.",
         },
     ),
@@ -266,7 +359,10 @@ ROUTES: tuple[Route, ...] = (
         200,
         answers.SecretList,
         AGENT_OR_DELEGATE,
-        {403: "forbidden: the bridge key, a capability token or delegation that does not name this route."},
+        {
+            403: "forbidden: the bridge key, a capability token, access token or delegation that does not name "
+            "this route."
+        },
     ),
     Route(
         "secrets/delete",
@@ -277,7 +373,8 @@ ROUTES: tuple[Route, ...] = (
         answers.SecretDeleted,
         AGENT_OR_DELEGATE,
         {
-            403: "forbidden: the bridge key, a capability token or delegation that does not name this route.",
+            403: "forbidden: the bridge key, a capability token, access token or delegation that does not name "
+            "this route.",
             404: "not_found: no secret of that name.",
         },
     ),
@@ -333,6 +430,76 @@ ROUTES: tuple[Route, ...] = (
         200,
         answers.OpenApiDocument,
         (),
+        method="GET",
+    ),
+    Route(
+        "oauth/token",
+        "OAuth 2.0 token endpoint (RFC 6749 §3.2): the client_credentials, jwt-bearer (RFC 7523) and "
+        "refresh_token grants.",
+        "A client: an agent authenticated with client_secret_basic, client_secret_post (the secret is one of its "
+        "device keys) or private_key_jwt; a public agent sends client_id alone (refresh_token grant only); the "
+        "jwt-bearer grant's assertion is its own authentication. A DPoP header (RFC 9449) binds the token to a key.",
+        oauth.TokenForm,
+        200,
+        answers.TokenAnswer,
+        CLIENT,
+        {
+            **OAUTH_ERRORS,
+            400: OAUTH_ERRORS[400] + " Also invalid_grant (a bad, expired, revoked or spent refresh token, which "
+            "revokes its whole family; a bad jwt-bearer assertion), unauthorized_client (a public agent asking for "
+            "client_credentials), unsupported_grant_type, invalid_scope (more than the client may have now), "
+            "invalid_target (a resource that is not an acceptable audience) and invalid_dpop_proof.",
+        },
+        media=http.FORM,
+    ),
+    Route(
+        "oauth/introspect",
+        "OAuth 2.0 token introspection (RFC 7662): is this access or refresh token live, and its claims.",
+        "An agent authenticated as an OAuth client (its own tenant's tokens only), or the bridge key header "
+        "(any tenant).",
+        oauth.IntrospectForm,
+        200,
+        answers.Introspection,
+        ((CLIENT_BASIC,), (BRIDGE,), ()),
+        {**OAUTH_ERRORS, 401: OAUTH_ERRORS[401] + " With the bridge key header: unauthenticated."},
+        media=http.FORM,
+    ),
+    Route(
+        "oauth/revoke",
+        "OAuth 2.0 token revocation (RFC 7009): an access token, or a refresh token and its whole family.",
+        "The client the token was issued to.",
+        oauth.RevokeForm,
+        200,
+        answers.Revoked,
+        CLIENT,
+        {
+            **OAUTH_ERRORS,
+            400: OAUTH_ERRORS[400] + " Also unauthorized_client: the token was issued to another client (it "
+            "stands). Unknown, invalid and expired tokens answer 200.",
+        },
+        media=http.FORM,
+    ),
+    Route(
+        ".well-known/jwks.json",
+        "The JSON Web Key Set (RFC 7517) of the keys that sign access tokens.",
+        "Anyone: no credential. Cacheable for five minutes.",
+        None,
+        200,
+        answers.Jwks,
+        (),
+        {503: "unavailable: the signing keys are misconfigured."},
+        method="GET",
+        cache_control="public, max-age=300",
+    ),
+    Route(
+        ".well-known/oauth-authorization-server",
+        "The authorization server's metadata (RFC 8414): the issuer, its endpoints and what they support.",
+        "Anyone: no credential.",
+        None,
+        200,
+        answers.ServerMetadata,
+        (),
+        {503: "unavailable: AGENTPACK_ISSUER is misconfigured."},
         method="GET",
     ),
 )
@@ -392,6 +559,21 @@ def _schema(model: type[BaseModel], schemas: dict[str, Any], name: str | None = 
     return {"$ref": REF.format(model=name or model.__name__)}
 
 
+def _form_schema(model: type[schema.Form], schemas: dict[str, Any], name: str) -> dict[str, str]:
+    """A form model as form parameters: each a string (absent rather than null), described."""
+    reference = _schema(model, schemas, name)
+    generated = schemas[name]
+    for parameter, described in generated["properties"].items():
+        string = next((option for option in described.get("anyOf", []) if option.get("type") == "string"), None)
+        if string is not None:
+            described.pop("anyOf")
+            described.pop("default", None)
+            described.update(string)
+        described["description"] = FORM_PARAMETERS[parameter]
+    generated["description"] = "Unknown parameters are ignored (RFC 6749 §3.2); a parameter sent twice is refused."
+    return reference
+
+
 def _request_name(path: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[/._]", path)) + "Request"
 
@@ -399,8 +581,12 @@ def _request_name(path: str) -> str:
 def _error_responses(route: Route) -> dict[str, Any]:
     if route.method == "POST":
         described = {**COMMON_ERRORS, **route.errors}
-    else:  # no body and no credential: only the method can be wrong
-        described = {405: f"method_not_allowed: the route answers {route.method} only.", 500: COMMON_ERRORS[500]}
+    else:  # no body and no credential: only the method (or the deployment) can be wrong
+        described = {
+            405: f"method_not_allowed: the route answers {route.method} only.",
+            500: COMMON_ERRORS[500],
+            **route.errors,
+        }
     responses: dict[str, Any] = {}
     for status in sorted(described):
         headers: dict[str, Any] = {"x-request-id": {"$ref": "#/components/headers/RequestId"}}
@@ -425,19 +611,27 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         "tags": [route.tag],
         "security": [{scheme: [] for scheme in alternative} for alternative in route.security],
     }
-    if route.request is not None:
+    if route.request is not None and issubclass(route.request, schema.Form):
+        operation["requestBody"] = {
+            "required": True,
+            "description": "A form (application/x-www-form-urlencoded, RFC 6749 §3.2).",
+            "content": {route.media: {"schema": _form_schema(route.request, schemas, _request_name(route.path))}},
+        }
+    elif route.request is not None:
         operation["requestBody"] = {
             "required": False,
             "description": "A JSON object; an empty body counts as {}.",
-            "content": {"application/json": {"schema": _schema(route.request, schemas, _request_name(route.path))}},
+            "content": {route.media: {"schema": _schema(route.request, schemas, _request_name(route.path))}},
         }
+    cache_control: dict[str, Any] = (
+        {"$ref": "#/components/headers/CacheControl"}
+        if route.cache_control == "no-store"
+        else {"description": "Cacheable.", "schema": {"type": "string", "const": route.cache_control}}
+    )
     operation["responses"] = {
         str(route.status): {
             "description": "Done.",
-            "headers": {
-                "x-request-id": {"$ref": "#/components/headers/RequestId"},
-                "Cache-Control": {"$ref": "#/components/headers/CacheControl"},
-            },
+            "headers": {"x-request-id": {"$ref": "#/components/headers/RequestId"}, "Cache-Control": cache_control},
             "content": {"application/json": {"schema": _schema(route.answer, schemas)}},
         },
         **_error_responses(route),
@@ -454,10 +648,12 @@ def build() -> dict[str, Any]:
         "info": {
             "title": "agentpack identity",
             "version": VERSION,
-            "summary": "Agents, device keys, delegations, secrets, settings, capability tokens and audit.",
-            "description": "Every route but this document's is POST with a strict JSON object body and answers "
-            "JSON. Errors are {error, error_description}. Every answer carries x-request-id and "
-            "Cache-Control: no-store.",
+            "summary": "Agents, device keys, delegations, secrets, settings, capability tokens, audit, "
+            "and an OAuth 2.0 authorization server.",
+            "description": "Every route but the GET documents (this one, /.well-known/*) is POST and answers "
+            "JSON: the identity routes take a strict JSON object body, the /oauth/* endpoints a form "
+            "(application/x-www-form-urlencoded). Errors are {error, error_description}. Every answer carries "
+            "x-request-id, and Cache-Control: no-store except the JWKS (public, max-age=300).",
         },
         "paths": paths,
         "components": {
@@ -469,7 +665,7 @@ def build() -> dict[str, Any]:
                     "one; the same ID is on every audit event the request wrote.",
                     "schema": {"type": "string"},
                 },
-                "CacheControl": {"description": "Always no-store.", "schema": {"type": "string", "const": "no-store"}},
+                "CacheControl": {"description": "no-store.", "schema": {"type": "string", "const": "no-store"}},
             },
         },
     }

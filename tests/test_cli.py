@@ -305,7 +305,8 @@ def test_help_on_every_command_has_an_example(capsys: pytest.CaptureFixture[str]
 def test_json_output_parses_and_tables_are_readable(served: Served, operator: dict[str, str]) -> None:
     agent_id = new_agent(operator, "json-bot")
     got = as_json("agents", "get", agent_id, env=operator)
-    assert got == {k: got[k] for k in ("agent_id", "display_name", "tenant_id", "created_at", "disabled")}
+    fields = ("agent_id", "display_name", "tenant_id", "created_at", "disabled", "scopes", "public")
+    assert got == {k: got[k] for k in fields} and (got["scopes"], got["public"]) == ([], False)
     listed = as_json("agents", "list", env=operator)
     assert [a["agent_id"] for a in listed["agents"]] == [agent_id] and listed["next_page_token"] is None
     assert as_json("agents", "update", agent_id, "--name", "renamed", env=operator)["display_name"] == "renamed"
@@ -510,3 +511,66 @@ def test_main_in_process_maps_errors_to_exit_codes(monkeypatch: pytest.MonkeyPat
     with contextlib.redirect_stderr(err):
         code = cli.main(["--url", f"http://127.0.0.1:{free_port()}", "--timeout", "0.2", "secrets", "list"])
     assert code == 4 and "error: unavailable" in err.getvalue()
+
+
+# ---------------------------------------------------------------- OAuth access tokens
+
+
+def test_token_get_introspect_and_revoke(served: Served, operator: dict[str, str], tmp_path: Path) -> None:
+    agent_id = as_json("agents", "create", "svc", "--scope", "secrets/list,read:reports", env=operator)["agent_id"]
+    assert as_json("agents", "get", agent_id, env=operator)["scopes"] == ["secrets/list", "read:reports"]
+    key_file = tmp_path / "svc.key"
+    ok("keys", "issue", "--agent", agent_id, "--out", str(key_file), env=operator)
+    env = {"AGENTPACK_URL": served.url, "AGENTPACK_DEVICE_KEY_FILE": str(key_file)}
+
+    token = ok("token", "get", "--scope", "secrets/list", env=env).stdout.strip()
+    assert token.count(".") == 2 and "\n" not in token  # the token alone, for $(...)
+    shown = as_json("token", "introspect", stdin=token, env=env)
+    assert shown["active"] is True and shown["client_id"] == agent_id and shown["scope"] == "secrets/list"
+    assert as_json("token", "introspect", stdin=token + "\n", env=operator)["active"] is True  # the bridge key
+    token_env = {"AGENTPACK_URL": served.url, "AGENTPACK_TOKEN": token}
+    assert "secrets" in as_json("secrets", "list", env=token_env)  # a route, with the access token
+
+    full = as_json("token", "get", env={**env, "AGENTPACK_AGENT_ID": agent_id})
+    assert full["token_type"] == "Bearer" and full["scope"] == "secrets/list read:reports"
+    assert full["expires_in"] == 900 and full["refresh_token"] is None
+
+    refused = run("token", "get", "--scope", "admin", env=env)
+    assert refused.returncode == 3 and "invalid_scope" in refused.stderr
+    wrong_agent = run("token", "get", env={**env, "AGENTPACK_AGENT_ID": FAKE_AGENT})
+    assert wrong_agent.returncode == 3 and "invalid_client" in wrong_agent.stderr
+    assert run("token", "introspect", token, stdin="", env=env).returncode == 2  # never from arguments
+    assert run("token", "get", env=operator).returncode == 2  # the bridge key is no client secret
+
+    ok("token", "revoke", stdin=token, env=env)
+    assert as_json("token", "introspect", stdin=token, env=env)["active"] is False
+    assert run("secrets", "list", env=token_env).returncode == 3
+
+    updated = as_json("agents", "update", agent_id, "--scope", "read:reports", env=operator)
+    assert updated["scopes"] == ["read:reports"]
+    assert run("agents", "update", agent_id, env=operator).returncode == 2  # nothing to change
+    assert as_json("agents", "update", agent_id, "--no-scopes", env=operator)["scopes"] == []
+
+
+def test_a_key_pair_gets_tokens_with_no_secret_sent(served: Served, operator: dict[str, str], tmp_path: Path) -> None:
+    agent_id = as_json("agents", "create", "ci", "--scope", "read:reports", env=operator)["agent_id"]
+    pair = tmp_path / "ci.pair"
+    made = as_json("keys", "keypair", "--out", str(pair), env=operator)
+    assert stat.S_IMODE(pair.stat().st_mode) == 0o600
+    assert made["public_key"] == (tmp_path / "ci.pair.pub").read_text().strip()
+    assert made["public_key"] not in pair.read_text()
+    issued = as_json("keys", "issue", "--agent", agent_id, "--public-key", str(tmp_path / "ci.pair.pub"), env=operator)
+    assert "device_key" not in issued and issued["key_id"].startswith("dk_")
+    listed = as_json("keys", "list", "--agent", agent_id, env=operator)["keys"]
+    assert [k["kind"] for k in listed] == ["key_pair"]
+    narrowed = as_json("keys", "issue", "--agent", agent_id, "--scope", "read:reports", env=operator)
+    assert narrowed["scopes"] == ["read:reports"]
+
+    keyless = {"AGENTPACK_URL": served.url}  # no credential at all: the assertion authenticates
+    got = as_json("token", "get", "--key-pair", str(pair), "--key-id", issued["key_id"], env=keyless)
+    assert got["scope"] == "read:reports" and got["token_type"] == "Bearer"
+    assert run("token", "get", "--key-pair", str(pair), env=keyless).returncode == 2  # --key-id is needed
+    other = tmp_path / "other.pair"
+    ok("keys", "keypair", "--out", str(other), env=operator)
+    forged = run("token", "get", "--key-pair", str(other), "--key-id", issued["key_id"], env=keyless)
+    assert forged.returncode == 3 and "invalid_client" in forged.stderr

@@ -110,7 +110,8 @@ def test_an_agent_reads_a_secret_through_a_delegation(server: str) -> None:
     assert alice.request_id and alice.request_id.startswith("req_")
     alice_key = operator.issue_key(alice.agent_id, label="laptop", ttl_seconds=3600)
     bob_key = operator.issue_key(bob.agent_id)
-    assert isinstance(alice_key, agentpack.IssuedKey) and alice_key.device_key.startswith("apkd_")
+    assert isinstance(alice_key, agentpack.IssuedKey) and alice_key.device_key is not None
+    assert alice_key.device_key.startswith("apkd_")
     assert alice_key.device_key not in repr(alice_key)
     assert alice_key.expires_at is not None and alice_key.expires_at - alice_key.created_at == timedelta(hours=1)
 
@@ -559,3 +560,80 @@ def test_an_unknown_code_still_gets_the_class_of_its_status() -> None:
 
 def test_rotation_module_is_exported() -> None:
     assert agentpack.rotate_key is rotation.rotate_key and agentpack.expiring_keys is rotation.expiring_keys
+
+
+# ---------------------------------------------------------------- OAuth 2.0, against the real server
+
+
+def test_oauth_grants_introspection_and_revocation(server: str) -> None:
+    from shared import crypto, jws
+
+    operator = bridge(server)
+    agent = operator.create_agent("svc", scopes=["secrets/list", "read:reports"])
+    assert agent.scopes == ("secrets/list", "read:reports") and agent.public is False
+    key = operator.issue_key(agent.agent_id, scopes=["secrets/list"])
+    assert key.scopes == ("secrets/list",) and key.device_key is not None
+    as_agent = Client(server, device_key=key.device_key)
+    for auth in ("basic", "post"):
+        issued = as_agent.client_credentials_token(auth=auth)
+        assert isinstance(issued, agentpack.TokenAnswer) and issued.token_type == "Bearer"
+        assert issued.scopes == ("secrets/list",) and issued.refresh_token is None and issued.expires_in == 900
+        assert issued.access_token not in repr(issued)
+    with pytest.raises(errors.InvalidScope) as narrowed:  # the key is narrowed: never in silence
+        as_agent.client_credentials_token("read:reports")
+    assert narrowed.value.status == 400 and isinstance(narrowed.value, errors.InvalidRequest)
+
+    token = as_agent.client_credentials_token(["secrets/list"])
+    assert Client(server, token=token.access_token).list_secrets().secrets == ()  # a route, with the token
+    looked = as_agent.introspect(token.access_token)
+    assert looked.active and looked.client_id == looked.sub == agent.agent_id and looked.scope == "secrets/list"
+    assert looked.token_type == "Bearer" and looked.aud == looked.iss == server
+    assert operator.introspect(token.access_token).active  # the bridge key may introspect too
+    assert as_agent.introspect("not a token") == agentpack.Introspection(active=False)
+    as_agent.revoke_token(token.access_token)
+    assert not as_agent.introspect(token.access_token).active
+    with pytest.raises(errors.Unauthenticated):
+        Client(server, token=token.access_token).list_secrets()
+
+    # a key pair: private_key_jwt, the jwt-bearer login, refresh rotation and reuse detection
+    seed, public = crypto.new_signing_key()
+    pair = operator.issue_key(agent.agent_id, public_key=jws.b64encode(public), label="ci")
+    assert pair.device_key is None
+    keyless = Client(server, oauth_only=True)
+    with pytest.raises(ValueError, match="no credential"):
+        keyless.list_secrets()
+    login = keyless.jwt_bearer_token(seed, pair.key_id)
+    assert login.refresh_token is not None and login.scopes == ("secrets/list", "read:reports")
+    renewed = keyless.refresh(login.refresh_token, "read:reports", private_key_seed=seed, key_id=pair.key_id)
+    assert renewed.refresh_token is not None and renewed.refresh_token != login.refresh_token
+    assert renewed.scopes == ("read:reports",)
+    with pytest.raises(errors.InvalidGrant):  # spent, used again: the whole family is revoked
+        keyless.refresh(login.refresh_token, private_key_seed=seed, key_id=pair.key_id)
+    assert not operator.introspect(renewed.refresh_token).active
+    assert not operator.introspect(renewed.access_token).active
+    assert [e.action for e in operator.iter_audit(action="token.reuse_detected")] == ["token.reuse_detected"]
+
+    external = keyless.private_key_jwt_token(seed, pair.key_id, "read:reports", resource="https://reports.example.com")
+    import jwt
+
+    signing_key = jwt.PyJWKClient(server + "/.well-known/jwks.json").get_signing_key_from_jwt(external.access_token)
+    claims = jwt.decode(
+        external.access_token, signing_key, algorithms=["EdDSA"], audience="https://reports.example.com", issuer=server
+    )
+    assert claims["sub"] == agent.agent_id and claims["scope"] == "read:reports" and claims["key_id"] == pair.key_id
+
+    operator.revoke_key(key.key_id)
+    with pytest.raises(errors.InvalidClient) as refused:
+        as_agent.client_credentials_token()
+    assert refused.value.status == 401 and isinstance(refused.value, errors.Unauthenticated)
+    with pytest.raises(ValueError, match="device key"):
+        operator.client_credentials_token()
+
+
+def test_the_device_key_names_its_agent() -> None:
+    from shared import ids, keys
+
+    agent_id = ids.new_agent_id()
+    key = keys.new_device_key(ids.new_device_key_id(agent_id))
+    assert agentpack.client.agent_of_device_key(key) == agent_id
+    assert agentpack.client.agent_of_device_key("apkb_" + key[5:]) is None

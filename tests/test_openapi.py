@@ -10,6 +10,8 @@ import base64
 import importlib
 import json
 import re
+import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,14 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.test import Client
 
 from scripts.functions_index import all_functions
-from shared import allowlist, answers, audit, clock, delegations, openapi, tokens
+from shared import allowlist, answers, audit, clock, config, crypto, delegations, dpop, jws, openapi, schema, tokens
 from tests.conftest import BRIDGE_KEY, ROOT, Api, function_client
 
 DEV_SEED = base64.urlsafe_b64decode((ROOT / "emulator-config/dev-capability-signing.key").read_text().strip() + "=")
 SERVED = {function.route: function for function in all_functions()}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +87,13 @@ def test_literals_repeat_the_domain_lists() -> None:
 
 
 def _parsed_models(source: Path) -> set[str]:
-    """``module.Model`` for every ``call.body(module.Model)`` and ``call.peek(...)`` in a function file."""
+    """``module.Model`` for every ``call.body(module.Model)``, ``call.peek(...)`` and ``call.form(...)``."""
     found = set()
     for node in ast.walk(ast.parse(source.read_text())):
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
-            and node.func.attr in ("body", "peek")
+            and node.func.attr in ("body", "peek", "form")
             and isinstance(node.func.value, ast.Name)
             and node.func.value.id == "call"
         ):
@@ -109,9 +114,23 @@ def test_the_request_schema_is_the_model_the_function_parses(route: openapi.Rout
     (name,) = parsed
     module, model = name.split(".")
     assert getattr(importlib.import_module(f"shared.{module}"), model) is route.request
-    reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert list(operation["requestBody"]["content"]) == [route.media]
+    reference = operation["requestBody"]["content"][route.media]["schema"]["$ref"]
     properties = document["components"]["schemas"][reference.rsplit("/", 1)[1]]["properties"]
     assert set(properties) == set(route.request.model_fields)
+    is_form = route.media == "application/x-www-form-urlencoded"
+    assert is_form == issubclass(route.request, schema.Form) == route.path.startswith("oauth/")
+    if is_form:  # form parameters are strings, never null, each described
+        assert all(p["type"] == "string" and p["description"] for p in properties.values()), properties
+
+
+def test_operation_ids_are_the_function_folders() -> None:
+    assert openapi.route(".well-known/jwks.json").operation_id == "well_known_jwks_json"
+    assert openapi.route(".well-known/oauth-authorization-server").operation_id == (
+        "well_known_oauth_authorization_server"
+    )
+    assert openapi.route("oauth/token").operation_id == "oauth_token"
+    assert openapi.route("openapi.json").operation_id == "openapi_json"
 
 
 # --- real answers ---------------------------------------------------------------------------
@@ -121,9 +140,137 @@ def _token(agent_id: str, scopes: list[str]) -> str:
     return tokens.mint(DEV_SEED, "dev-1", agent_id, scopes, 300, clock.now())
 
 
+def _form(name: str, data: dict[str, str], headers: dict[str, str] | None = None) -> Any:
+    """POST a form to the function ``name`` (an OAuth endpoint)."""
+    return function_client(name).post("/", data=data, headers={**FORM, **(headers or {})})
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+def _assertion(seed: bytes, key_id: str, agent_id: str, audience: str) -> str:
+    """A client assertion (RFC 7523) signed by a registered key pair."""
+    now = int(time.time())
+    claims = {"iss": agent_id, "sub": agent_id, "aud": audience, "iat": now, "exp": now + 300}
+    return jws.sign(seed, {"alg": "EdDSA", "typ": "JWT", "kid": key_id}, {**claims, "jti": secrets.token_hex(8)})
+
+
+def _proof(seed: bytes, url: str, access_token: str | None = None) -> str:
+    """A DPoP proof (RFC 9449) for POST ``url``, by the key of ``seed``."""
+    claims: dict[str, Any] = {"jti": secrets.token_hex(8), "htm": "POST", "htu": url, "iat": int(time.time())}
+    if access_token is not None:
+        claims["ath"] = dpop.token_hash(access_token)
+    header = {"typ": "dpop+jwt", "alg": "EdDSA", "jwk": jws.okp_jwk(crypto.public_key_of(seed))}
+    return jws.sign(seed, header, claims)
+
+
+def _dpop(seed: bytes, token: str, route: str) -> dict[str, str]:
+    """The headers of a DPoP-bound access token on one of our routes."""
+    return {"authorization": "DPoP " + token, "DPoP": _proof(seed, f"{config.issuer()}/{route}", token)}
+
+
+def _oauth_calls(api: Api) -> Iterator[tuple[str, Any]]:
+    """Every OAuth endpoint and grant, and access tokens (Bearer and DPoP) on our own routes."""
+    issuer = config.issuer()
+    routes = ["secrets/put", "secrets/list", "agents/get", "device/list", "delegate/list", "settings/list"]
+    created = api.bridge("agents/create", {"display_name": "carol", "scopes": [*routes, "read:users"]})
+    yield "agents/create", created
+    carol = created.get_json()["agent_id"]
+    yield "agents/update", api.bridge("agents/update", {"agent_id": carol, "scopes": [*routes, "read:reports"]})
+    narrowed = api.bridge("device/issue", {"agent_id": carol, "scopes": ["secrets/list", "read:reports"]})
+    yield "device/issue", narrowed
+    carol_key = api.new_key(carol)["device_key"]
+    seed, public = crypto.new_signing_key()
+    pair = api.bridge("device/issue", {"agent_id": carol, "public_key": jws.b64encode(public), "label": "ci"})
+    yield "device/issue", pair
+    pair_id = pair.get_json()["key_id"]
+    yield "device/list", api.bridge("device/list", {"agent_id": carol})
+
+    # client_credentials, with each client authentication method
+    basic = _form("oauth_token", {"grant_type": "client_credentials"}, _basic(carol, carol_key))
+    yield "oauth/token", basic
+    yield (
+        "oauth/token",
+        _form(
+            "oauth_token",
+            {
+                "grant_type": "client_credentials",
+                "client_id": carol,
+                "client_secret": narrowed.get_json()["device_key"],
+                "scope": "read:reports",
+                "resource": "https://reports.example.com",
+            },
+        ),
+    )
+    yield (
+        "oauth/token",
+        _form(
+            "oauth_token",
+            {
+                "grant_type": "client_credentials",
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": _assertion(seed, pair_id, carol, issuer + "/oauth/token"),
+                "scope": "secrets/list",
+            },
+        ),
+    )
+    # jwt-bearer (a refresh token too), then refresh, DPoP-bound
+    dpop_seed = crypto.new_signing_key()[0]
+    login = _form(
+        "oauth_token",
+        {"grant_type": JWT_BEARER, "assertion": _assertion(seed, pair_id, carol, issuer)},
+        {"DPoP": _proof(dpop_seed, issuer + "/oauth/token")},
+    )
+    yield "oauth/token", login
+    refreshed = _form(
+        "oauth_token",
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": login.get_json()["refresh_token"],
+            "scope": "secrets/list secrets/put",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": _assertion(seed, pair_id, carol, issuer),
+        },
+        {"DPoP": _proof(dpop_seed, issuer + "/oauth/token")},
+    )
+    yield "oauth/token", refreshed
+    bound = refreshed.get_json()["access_token"]
+    yield "secrets/put", api.call("secrets/put", {"name": "n", "value": "v"}, _dpop(dpop_seed, bound, "secrets/put"))
+    yield "secrets/list", api.call("secrets/list", {}, _dpop(dpop_seed, bound, "secrets/list"))
+
+    # a bearer access token on every route it reaches
+    bearer = {"authorization": "Bearer " + basic.get_json()["access_token"]}
+    for route in ("agents/get", "device/list", "delegate/list", "settings/list", "secrets/list"):
+        yield route, api.call(route, {}, bearer)
+
+    # introspection: by the client, by the bridge key; a refresh token; an inactive token
+    for token in (basic.get_json()["access_token"], bound, refreshed.get_json()["refresh_token"], "not-a-token"):
+        yield "oauth/introspect", _form("oauth_introspect", {"token": token}, _basic(carol, carol_key))
+    yield "oauth/introspect", _form("oauth_introspect", {"token": bound}, {"x-agentpack-key": BRIDGE_KEY})
+
+    # revocation: an access token, a refresh token (its family), an unknown token
+    secret = {"client_id": carol, "client_secret": carol_key}
+    yield "oauth/revoke", _form("oauth_revoke", {"token": basic.get_json()["access_token"], **secret})
+    yield "oauth/revoke", _form("oauth_revoke", {"token": "whatever", **secret})
+    other = _form("oauth_token", {"grant_type": JWT_BEARER, "assertion": _assertion(seed, pair_id, carol, issuer)})
+    yield "oauth/revoke", _form("oauth_revoke", {"token": other.get_json()["refresh_token"], **secret})
+    # a spent refresh token used again: the family is revoked and audited (token.reuse_detected)
+    again = _form(
+        "oauth_token",
+        {"grant_type": "refresh_token", "refresh_token": login.get_json()["refresh_token"], **secret},
+        {"DPoP": _proof(dpop_seed, issuer + "/oauth/token")},
+    )
+    assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant", again.get_json()
+
+    yield ".well-known/jwks.json", function_client("well_known_jwks_json").get("/")
+    yield ".well-known/oauth-authorization-server", function_client("well_known_oauth_authorization_server").get("/")
+
+
 def _calls(api: Api) -> Iterator[tuple[str, Any]]:
     """A session that calls every route successfully, through the real functions, as (route, answer)."""
     yield "agents/create", api.bridge("agents/create", {"display_name": "alice"})
+    yield from _oauth_calls(api)
     alice = api.new_agent("alice")
     bob = api.new_agent("bob")
     yield "agents/update", api.bridge("agents/update", {"agent_id": bob, "display_name": "robert"})
@@ -174,7 +321,7 @@ def _calls(api: Api) -> Iterator[tuple[str, Any]]:
 
 def _check_answer(route: openapi.Route, answer: Any, document: dict[str, Any]) -> None:
     assert answer.status_code == route.status, (route.path, answer.status_code, answer.get_json())
-    assert answer.headers["Cache-Control"] == "no-store" and answer.headers["x-request-id"]
+    assert answer.headers["Cache-Control"] == route.cache_control and answer.headers["x-request-id"]
     model: type[BaseModel] = route.answer
     # Strict, unknown fields refused: a field the code adds or drops fails here.
     model.model_validate_json(answer.get_data(), strict=True)
@@ -198,7 +345,10 @@ def test_every_real_answer_fits_its_answer_model(api: Api, document: dict[str, A
         "secret",
         "setting",
         "capability",
+        "access_token",
+        "refresh_family",
     }
+    assert {"token.issue", "token.refresh", "token.revoke", "token.reuse_detected"} <= {e["action"] for e in events}
     assert any("on_behalf_of" in event["actor"] for event in events)
 
 
@@ -230,31 +380,144 @@ BODIES = {"secrets/put": {"name": "n", "value": "v"}, "secrets/get": {"name": "n
 def test_who_may_call_each_route_is_what_the_document_says(api: Api) -> None:
     """Each credential alone (and a delegation beside a device key or token): refused with 403 exactly
     where the route's security requirements leave it out. Allowed callers get past the credential
-    checks, to an answer or a body error, never 401 or 403."""
+    checks, to an answer or a body error, never 401 or 403. Access tokens, Bearer and DPoP-bound, carry
+    every route in their scope: only the route's own rule may refuse them."""
     alice, bob = api.new_agent("alice"), api.new_agent("bob")
     alice_key, bob_key = api.new_key(alice)["device_key"], api.new_key(bob)["device_key"]
-    every_route = [route.path for route in openapi.ROUTES if route.method == "POST"]
+    every_route = [route.path for route in openapi.ROUTES if route.method == "POST" and not route.is_oauth]
+    assert api.bridge("agents/update", {"agent_id": alice, "scopes": every_route}).status_code == 200
     granted = api.device(
         alice_key, "delegate", {"to_agent": bob, "scope": list(delegations.DELEGABLE_ROUTES), "ttl_seconds": 600}
     )
     delegation = {"x-agentpack-delegation": granted.get_json()["delegation_id"]}
-    credentials = {
-        (openapi.BRIDGE,): {"x-agentpack-key": BRIDGE_KEY},
-        (openapi.DEVICE,): {"x-agentpack-device-key": alice_key},
-        (openapi.CAPABILITY,): {"authorization": "Bearer " + _token(alice, every_route)},
-        (openapi.DEVICE, openapi.DELEGATION): {"x-agentpack-device-key": bob_key, **delegation},
-        (openapi.CAPABILITY, openapi.DELEGATION): {"authorization": "Bearer " + _token(bob, every_route), **delegation},
+    bearer = _form("oauth_token", {"grant_type": "client_credentials"}, _basic(alice, alice_key)).get_json()
+    dpop_seed = crypto.new_signing_key()[0]
+    bound = _form(
+        "oauth_token",
+        {"grant_type": "client_credentials"},
+        {**_basic(alice, alice_key), "DPoP": _proof(dpop_seed, config.issuer() + "/oauth/token")},
+    ).get_json()
+    assert bearer["token_type"] == "Bearer" and bound["token_type"] == "DPoP"
+    assert set(bearer["scope"].split()) == set(every_route)
+    credentials: dict[tuple[str, ...], Any] = {
+        (openapi.BRIDGE,): lambda route: {"x-agentpack-key": BRIDGE_KEY},
+        (openapi.DEVICE,): lambda route: {"x-agentpack-device-key": alice_key},
+        (openapi.CAPABILITY,): lambda route: {"authorization": "Bearer " + _token(alice, every_route)},
+        (openapi.ACCESS_TOKEN,): lambda route: {"authorization": "Bearer " + bearer["access_token"]},
+        (openapi.DPOP_TOKEN, openapi.DPOP_PROOF): lambda route: _dpop(dpop_seed, bound["access_token"], route),
+        (openapi.DEVICE, openapi.DELEGATION): lambda route: {"x-agentpack-device-key": bob_key, **delegation},
+        (openapi.CAPABILITY, openapi.DELEGATION): lambda route: {
+            "authorization": "Bearer " + _token(bob, every_route),
+            **delegation,
+        },
     }
     wrong = []
     for route in openapi.ROUTES:
-        if route.method != "POST":
+        if route.method != "POST" or route.is_oauth:
             continue
         for schemes, headers in credentials.items():
-            status = api.call(route.path, BODIES.get(route.path, {}), headers).status_code
+            status = api.call(route.path, BODIES.get(route.path, {}), headers(route.path)).status_code
             allowed = schemes in route.security
             if status == 401 or (status == 403) == allowed:
                 wrong.append((route.path, schemes, status))
     assert wrong == [], wrong
+    # Every route an agent credential reaches takes access tokens, but those that mint or revoke credentials.
+    for route in openapi.ROUTES:
+        agent_reaches = any(openapi.DEVICE in alternative for alternative in route.security)
+        minting = route.path in ("device/issue", "device/revoke", "delegate", "delegate/revoke")
+        assert ((openapi.ACCESS_TOKEN,) in route.security) == (agent_reaches and not minting), route.path
+
+
+def test_who_may_call_the_oauth_endpoints_is_what_the_document_says(api: Api, document: dict[str, Any]) -> None:
+    """HTTP Basic and the form body's client authentication (the empty requirement) on every endpoint;
+    the bridge key on introspection only; any other header credential is no client authentication."""
+    agent = api.new_agent("client")
+    key = api.new_key(agent)["device_key"]
+    token = _form("oauth_token", {"grant_type": "client_credentials"}, _basic(agent, key)).get_json()["access_token"]
+    bodies = {"oauth/token": {"grant_type": "client_credentials"}, "oauth/introspect": {"token": token}}
+    ways: dict[tuple[str, ...], tuple[dict[str, str], dict[str, str]]] = {
+        (openapi.CLIENT_BASIC,): (_basic(agent, key), {}),
+        (): ({}, {"client_id": agent, "client_secret": key}),
+        (openapi.BRIDGE,): ({"x-agentpack-key": BRIDGE_KEY}, {}),
+        (openapi.DEVICE,): ({"x-agentpack-device-key": key}, {}),
+    }
+    for route in (r for r in openapi.ROUTES if r.path.startswith("oauth/")):
+        for schemes, (headers, form) in ways.items():
+            body = {**bodies.get(route.path, {"token": "unknown"}), **form}
+            answer = _form(route.operation_id, body, headers)
+            assert (answer.status_code == 200) == (schemes in route.security), (route.path, schemes, answer.json)
+            if answer.status_code != 200:
+                assert (
+                    answer.status_code == 401 and str(401) in document["paths"]["/" + route.path]["post"]["responses"]
+                )
+
+
+def test_oauth_error_answers_fit_the_error_body_and_the_document(api: Api, document: dict[str, Any]) -> None:
+    agent = api.new_agent("client")
+    key = api.new_key(agent)["device_key"]
+    cases = [
+        ("oauth/token", {"grant_type": "client_credentials"}, _basic(agent, key[:-1] + "x"), 401, "invalid_client"),
+        ("oauth/token", {"grant_type": "password"}, _basic(agent, key), 400, "unsupported_grant_type"),
+        (
+            "oauth/token",
+            {"grant_type": "client_credentials", "scope": "admin"},
+            _basic(agent, key),
+            400,
+            "invalid_scope",
+        ),
+        (
+            "oauth/token",
+            {"grant_type": "client_credentials", "resource": "ftp://x"},
+            _basic(agent, key),
+            400,
+            "invalid_target",
+        ),
+        ("oauth/token", {"grant_type": "refresh_token", "refresh_token": "apkr_x"}, _basic(agent, key), 400, None),
+        ("oauth/introspect", {}, _basic(agent, key), 400, "invalid_request"),
+        ("oauth/revoke", {"token": "t"}, {"x-agentpack-key": BRIDGE_KEY}, 401, "invalid_client"),
+    ]
+    for route, body, headers, status, code in cases:
+        answer = _form(route.replace("/", "_"), body, headers)
+        assert answer.status_code == status, (route, body, answer.get_json())
+        parsed = answers.ErrorBody.model_validate_json(answer.get_data(), strict=True)
+        assert code is None or parsed.error == code
+        assert answer.headers["Cache-Control"] == "no-store"
+        described = document["paths"]["/" + route]["post"]["responses"][str(status)]["description"]
+        assert parsed.error in described, (route, parsed.error, described)
+    challenged = _form("oauth_token", {"grant_type": "client_credentials"}, _basic(agent, "apkd_wrong"))
+    assert challenged.status_code == 401 and challenged.headers["WWW-Authenticate"].startswith("Basic")
+    json_body = function_client("oauth_token").post("/", json={"grant_type": "client_credentials"})
+    assert json_body.status_code == 415 and "415" in document["paths"]["/oauth/token"]["post"]["responses"]
+    assert function_client("oauth_token").get("/").status_code == 405
+    assert function_client("well_known_jwks_json").post("/").status_code == 405
+
+
+def test_the_jwks_verifies_a_real_access_token_with_pyjwt(api: Api) -> None:
+    """What the document promises a resource server: the token is an RFC 9068 JWT, verifiable with the JWKS."""
+    import jwt
+
+    agent = api.new_agent("client")
+    api.bridge("agents/update", {"agent_id": agent, "scopes": ["read:reports"]})
+    key = api.new_key(agent)["device_key"]
+    issued = _form(
+        "oauth_token",
+        {"grant_type": "client_credentials", "resource": "https://reports.example.com"},
+        _basic(agent, key),
+    ).get_json()
+    keys = jwt.PyJWKSet.from_dict(function_client("well_known_jwks_json").get("/").get_json())
+    kid = jwt.get_unverified_header(issued["access_token"])["kid"]
+    signing_key = next(k for k in keys.keys if k.key_id == kid)
+    claims = jwt.decode(
+        issued["access_token"],
+        signing_key,
+        algorithms=["EdDSA"],
+        audience="https://reports.example.com",
+        issuer=config.issuer(),
+    )
+    assert jwt.get_unverified_header(issued["access_token"])["typ"] == "at+jwt"
+    assert claims["sub"] == claims["client_id"] == agent and claims["scope"] == "read:reports"
+    with pytest.raises(jwt.InvalidAudienceError):
+        jwt.decode(issued["access_token"], signing_key, algorithms=["EdDSA"], audience=config.issuer())
 
 
 # --- the function serving it ----------------------------------------------------------------

@@ -142,7 +142,7 @@ def check_quickstart(run: Run, home: Path, url: str) -> None:
 
 def check_walkthrough(run: Run) -> None:
     assert "@@failed" not in run.stderr, run.stderr[-3000:]
-    _, created, issued, as_itself, revoked, audit = run.blocks
+    _, created, issued, as_itself, oauth, revoked, audit = run.blocks
     [(status, agent)] = answers_in(created)
     assert status == 201
     [(status, key)] = answers_in(issued)
@@ -150,13 +150,22 @@ def check_walkthrough(run: Run) -> None:
     (status, me), (listed_status, listed) = answers_in(as_itself)
     assert (status, me["agent_id"]) == (200, agent["agent_id"])  # the forged agent_id was ignored
     assert listed_status == 200 and [k["key_id"] for k in listed["keys"]] == [key["key_id"]]
-    (status, _), (after, refused) = answers_in(revoked)
+    # Step 4: scopes, a client-credentials token, verified with PyJWT against the JWKS, then used on a route.
+    (status, scoped), (token_status, token), (used_status, used) = answers_in(oauth)
+    assert status == 200 and scoped["scopes"] == ["device/list", "read:reports"]
+    assert token_status == 200 and token["token_type"] == "Bearer" and token["scope"] == "device/list"
+    assert token["expires_in"] == 900 and "refresh_token" not in token
+    assert f"verified: {agent['agent_id']} device/list" in oauth  # PyJWKClient checked signature, aud and iss
+    assert used_status == 200 and [k["key_id"] for k in used["keys"]] == [key["key_id"]]
+    (status, _), (after, refused), (token_after, token_refused) = answers_in(revoked)
     assert status == 200
     assert (after, refused["error"]) == (401, "unauthenticated")  # the very next request with it
+    assert (token_after, token_refused["error"]) == (401, "unauthenticated")  # and the token it gave
     [(status, trail)] = answers_in(audit)
     assert status == 200
     actions = [event["action"] for event in trail["events"]]
-    assert actions[:3] == ["device.revoke", "device.issue", "agent.create"], actions  # newest first
+    # newest first
+    assert actions[:5] == ["device.revoke", "token.issue", "agent.update", "device.issue", "agent.create"], actions
 
 
 def test_the_quick_start_then_the_curl_walkthrough_one_after_the_other(tmp_path: Path) -> None:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from agentpack import rotation
 from agentpack.cli import output
-from agentpack.cli.context import EXIT_OK, Context
+from agentpack.cli.context import EXIT_OK, Context, UsageError, scopes
 from agentpack.cli.files import PrivateFile
 from agentpack.models import DeviceKey, IssuedKey, to_dict
 
 
-def _hand_over_key(ctx: Context, device_key: str, out: PrivateFile | None) -> str:
+def _hand_over_key(ctx: Context, device_key: str | None, out: PrivateFile | None) -> str:
     """Put the new key in its file, or return it for printing; say it is shown only once."""
+    if device_key is None:  # a key pair was registered: the private key never left its file
+        if out is not None:
+            out.discard()
+        return "none: a key pair (private_key_jwt); the private key stays in its file"
     if out is None:
         ctx.note(
             "The device key is shown only this once: store it now (e.g. in the file AGENTPACK_DEVICE_KEY_FILE names)."
@@ -31,15 +36,25 @@ def _key_pairs(issued: IssuedKey, shown: str) -> list[tuple[str, Any]]:
         ("label", issued.label),
         ("created_at", issued.created_at),
         ("expires_at", issued.expires_at),
+        ("scopes", " ".join(issued.scopes) if issued.scopes is not None else "the agent's"),
         ("device_key", shown),
     ]
 
 
 def keys_issue(ctx: Context) -> int:
     client = ctx.client("any")
+    public_key = _public_key(ctx.args.public_key) if ctx.args.public_key else None
+    if public_key is not None and ctx.args.out:
+        raise UsageError("--out writes a device key; a key pair (--public-key) has none")
     out = PrivateFile(ctx.args.out, replace=False) if ctx.args.out else None
     try:
-        issued = client.issue_key(ctx.args.agent, label=ctx.args.label, ttl_seconds=ctx.args.ttl)
+        issued = client.issue_key(
+            ctx.args.agent,
+            label=ctx.args.label,
+            ttl_seconds=ctx.args.ttl,
+            scopes=scopes(ctx.args.scope) if ctx.args.scope else None,
+            public_key=public_key,
+        )
     except BaseException:
         if out is not None:
             out.discard()
@@ -47,12 +62,61 @@ def keys_issue(ctx: Context) -> int:
     shown = _hand_over_key(ctx, issued.device_key, out)
     if ctx.json:
         data = to_dict(issued)
+        if issued.device_key is None:
+            del data["device_key"]
         if out is not None:
             del data["device_key"]
             data["device_key_file"] = str(out.path)
         ctx.print_json(data)
         return EXIT_OK
     output.record(_key_pairs(issued, shown), ctx.out)
+    return EXIT_OK
+
+
+def _public_key(path: str) -> str:
+    """The base64url public key in ``path`` (as ``keys keypair`` writes it beside the private key)."""
+    try:
+        text = Path(path).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read the public key in {path}: {getattr(error, 'strerror', None) or error}") from None
+    if len(text) != 43 or any(c not in _BASE64URL for c in text):
+        raise UsageError(f"{path} does not hold a base64url Ed25519 public key (43 characters)")
+    return text
+
+
+_BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def keys_keypair(ctx: Context) -> int:
+    """A new Ed25519 key pair for private_key_jwt: the private key in --out (0600), the public one beside it."""
+    from agentpack.cli.capability import write_private_key
+    from shared import crypto, jws
+
+    seed, public = crypto.new_signing_key()
+    private_path, public_path = Path(ctx.args.out), Path(ctx.args.out + ".pub")
+    if public_path.exists():
+        raise UsageError(f"{public_path} already exists; refusing to overwrite it")
+    try:
+        write_private_key(private_path, seed)  # 0600, never overwrites, no symlink
+    except FileExistsError:
+        raise UsageError(f"{private_path} already exists; refusing to overwrite a key file") from None
+    except OSError as error:
+        raise UsageError(f"cannot create {private_path}: {error.strerror or error}") from None
+    public_path.write_text(jws.b64encode(public) + "\n", encoding="ascii")
+    if ctx.json:
+        ctx.print_json(
+            {"public_key": jws.b64encode(public), "public_key_file": str(public_path), "private_key_file": ctx.args.out}
+        )
+        return EXIT_OK
+    output.record(
+        [
+            ("public_key", jws.b64encode(public)),
+            ("public_key_file", str(public_path)),
+            ("private_key", f"written to {private_path} (mode 0600); it never leaves this machine"),
+        ],
+        ctx.out,
+    )
+    ctx.note(f"Register it: agentpack keys issue --agent agt_... --public-key {public_path}")
     return EXIT_OK
 
 

@@ -35,6 +35,7 @@ from agentpack.cli import (
     reseal,
     secrets,
     settings,
+    tokens,
 )
 from agentpack.cli.context import DELEGABLE_ROUTES, Handler, duration, positive_int
 from agentpack.client import DEFAULT_TIMEOUT, __version__
@@ -171,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("display_name", help="1 to 128 characters")
     c.add_argument("--tenant", help="its tenant (default: default)")
+    c.add_argument(
+        "--scope", action="append", help="an OAuth scope its tokens may carry; repeat, or separate with commas"
+    )
     c = b.command(
         g,
         "get",
@@ -194,12 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
         g,
         "update",
         agents.agents_update,
-        "rename an agent (bridge key)",
-        "Change an agent's display name.",
-        ["agentpack agents update agt_... --name deploy-bot"],
+        "rename an agent, or set its OAuth scopes (bridge key)",
+        "Change an agent's display name, or replace its OAuth scopes (the most its access tokens may carry).",
+        ["agentpack agents update agt_... --name deploy-bot", "agentpack agents update agt_... --scope read:reports"],
     )
     c.add_argument("agent_id")
-    c.add_argument("--name", required=True, help="the new display name")
+    c.add_argument("--name", help="the new display name")
+    c.add_argument(
+        "--scope", action="append", help="replace its OAuth scopes with these; repeat, or separate with commas"
+    )
+    c.add_argument("--no-scopes", action="store_true", help="take every OAuth scope away")
     for name, handler, what in (
         ("disable", agents.agents_disable, "Suspend"),
         ("enable", agents.agents_enable, "Restore"),
@@ -238,6 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--label", help="1 to 64 characters, e.g. the install's host name")
     c.add_argument("--ttl", type=duration, help="lifetime, e.g. 86400, 12h or 30d (default: no expiry)")
     c.add_argument("--out", metavar="FILE", help="write the key to this new file (mode 0600) instead of printing it")
+    c.add_argument("--scope", action="append", help="narrow the key to these of the agent's scopes; repeat or commas")
+    c.add_argument(
+        "--public-key",
+        metavar="FILE",
+        help="register this Ed25519 public key (from 'keys keypair') for private_key_jwt instead of making a key",
+    )
+    c = b.command(
+        g,
+        "keypair",
+        keys.keys_keypair,
+        "make an Ed25519 key pair for private_key_jwt (offline)",
+        "Write a new private key to --out (mode 0600) and its public key to --out.pub; register the\n"
+        "public one with 'keys issue --public-key', then get tokens with 'token get --key-pair'.",
+        ["agentpack keys keypair --out agent.key && agentpack keys issue --agent agt_... --public-key agent.key.pub"],
+    )
+    c.add_argument("--out", required=True, metavar="FILE", help="a new file for the private key")
     c = b.command(
         g,
         "revoke",
@@ -559,4 +583,56 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--region", default="us-central1", help="the Cloud Functions region (default us-central1)")
     c.add_argument("--apply", action="store_true", help="run the commands instead of only printing them")
     _staging_options(c)
+
+    # OAuth access tokens
+    g = b.group(
+        top,
+        "token",
+        "get, introspect and revoke OAuth access tokens",
+        "OAuth 2.0 access tokens for an agent. The device key (AGENTPACK_DEVICE_KEY_FILE) is the client\n"
+        "secret, its own agent the client_id (or AGENTPACK_AGENT_ID); or a key pair signs an assertion.\n"
+        "Tokens to introspect or revoke are read from standard input, never from arguments.",
+        ["agentpack token get --scope secrets/get", "agentpack token get --json | jq -r .access_token"],
+    )
+    c = b.command(
+        g,
+        "get",
+        tokens.token_get,
+        "get an access token (client credentials) and print it",
+        "Get an access token for the agent: with the device key (client_secret_basic), or with a key pair\n"
+        "(--key-pair FILE --key-id dk_..., private_key_jwt). Prints the token; --json prints the whole answer.",
+        [
+            "agentpack token get --scope secrets/get --scope secrets/list",
+            "agentpack token get --resource https://reports.example.com --scope read:reports",
+            "agentpack token get --key-pair agent.key --key-id dk_...",
+        ],
+    )
+    c.add_argument(
+        "--scope",
+        action="append",
+        help="a scope to ask for; repeat, or separate with commas (default: all the agent may have)",
+    )
+    c.add_argument("--resource", help="the token's audience, your service's URL (default: the issuer)")
+    c.add_argument("--key-pair", metavar="FILE", help="the private key file (from 'keys keypair')")
+    c.add_argument("--key-id", metavar="ID", help="the key ID device/issue gave the key pair")
+    c = b.command(
+        g,
+        "introspect",
+        tokens.token_introspect,
+        "is a token live, and its claims (token on standard input)",
+        "Ask the service whether a token (access or refresh) is live (RFC 7662). The caller is the bridge\n"
+        "key, or a device key (its own tenant's tokens).",
+        ["agentpack token get | agentpack token introspect"],
+    )
+    c.add_argument("--token-file", metavar="FILE", help="read the token from FILE instead of standard input")
+    c = b.command(
+        g,
+        "revoke",
+        tokens.token_revoke,
+        "revoke a token of this agent (token on standard input)",
+        "Revoke an access token, or a refresh token and its whole family (RFC 7009), as the agent it was\n"
+        "issued to (its device key). Unknown tokens are accepted silently, as the service does.",
+        ["agentpack token revoke < token.txt"],
+    )
+    c.add_argument("--token-file", metavar="FILE", help="read the token from FILE instead of standard input")
     return parser
