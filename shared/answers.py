@@ -32,6 +32,9 @@ AgentId = Annotated[str, Field(pattern=r"^agt_[0-9A-Za-z]{22}$")]
 KeyId = Annotated[str, Field(pattern=r"^dk_[0-9A-Za-z]{44}$")]
 DelegationId = Annotated[str, Field(pattern=r"^dlg_[0-9A-Za-z]{44}$")]
 EventId = Annotated[str, Field(pattern=r"^evt_[0-9]{13}[0-9A-Za-z]{10}$")]
+UserId = Annotated[str, Field(pattern=r"^usr_[0-9A-Za-z]{22}$")]
+GrantId = Annotated[str, Field(pattern=r"^ugr_[0-9A-Za-z]{44}$")]
+UserAction = Literal["read", "write", "delete", "share"]
 # DelegableRoute and AuditAction repeat delegations.DELEGABLE_ROUTES and audit.ACTIONS; a test keeps them in step.
 DelegableRoute = Literal["secrets/get", "secrets/put", "secrets/list", "secrets/delete"]
 AuditAction = Literal[
@@ -52,6 +55,13 @@ AuditAction = Literal[
     "token.refresh",
     "token.revoke",
     "token.reuse_detected",
+    "user.create",
+    "user.update",
+    "user_delegation.grant",
+    "user_delegation.revoke",
+    "relation.write",
+    "device_authorization.start",
+    "device_authorization.decide",
 ]
 ErrorCode = Literal[
     "invalid_request",
@@ -74,6 +84,11 @@ ErrorCode = Literal[
     "invalid_scope",
     "invalid_target",
     "invalid_dpop_proof",
+    # RFC 8628's, for the device-code grant.
+    "authorization_pending",
+    "slow_down",
+    "access_denied",
+    "expired_token",
 ]
 
 
@@ -234,9 +249,10 @@ class CapabilityRecorded(Answer):
 
 
 class Actor(Answer):
-    kind: Literal["bridge", "agent"]
+    kind: Literal["bridge", "agent", "user"]
     agent_id: AgentId | None = Field(None, description="The agent holding the credential; absent for the bridge.")
     on_behalf_of: AgentId | None = Field(None, description="The grantor, when the request used a delegation.")
+    user_id: UserId | None = Field(None, description="The signed-in user, for kind user.")
 
 
 class AgentTarget(Answer):
@@ -293,9 +309,18 @@ class AccessTokenTarget(Answer):
     kind: Literal["access_token"]
     agent_id: AgentId = Field(description="The client the token was issued to.")
     jti: str
-    grant_type: Literal["client_credentials", "urn:ietf:params:oauth:grant-type:jwt-bearer", "refresh_token"] | None = (
-        Field(None, description="On token.issue and token.refresh.")
-    )
+    grant_type: (
+        Literal[
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ]
+        | None
+    ) = Field(None, description="On token.issue and token.refresh.")
+    user_id: UserId | None = Field(None, description="On token.issue of a token acting for a user.")
+    grant_id: GrantId | None = Field(None, description="On token.issue of a token acting for a user: the grant.")
     scope: str | None = Field(None, description="On token.issue and token.refresh: the token's scope.")
     aud: str | None = Field(None, description="On token.issue and token.refresh: the token's audience.")
     family_id: str | None = Field(None, description="The refresh-token family, for tokens that have one.")
@@ -309,8 +334,42 @@ class RefreshFamilyTarget(Answer):
     family_id: str
 
 
+class UserTarget(Answer):
+    kind: Literal["user"]
+    user_id: UserId
+    tenant_id: str | None = Field(None, description="On user.create.")
+    changes: list[Literal["display_name", "disabled"]] | None = Field(None, description="On user.update.")
+
+
+class UserGrantTarget(Answer):
+    kind: Literal["user_grant"]
+    grant_id: GrantId
+    user_id: UserId
+    agent_id: AgentId
+    actions: list[UserAction] | None = Field(None, description="On user_delegation.grant.")
+
+
+class RelationsTarget(Answer):
+    kind: Literal["relations"]
+    tenant_id: str
+    written: int
+    deleted: int
+
+
+class DeviceAuthorizationTarget(Answer):
+    kind: Literal["device_authorization"]
+    agent_id: AgentId
+    scope: str | None = Field(None, description="On device_authorization.start: the actions asked for.")
+    user_id: UserId | None = Field(None, description="On device_authorization.decide.")
+    approved: bool | None = Field(None, description="On device_authorization.decide.")
+
+
 AuditTarget = Annotated[
-    AgentTarget
+    UserTarget
+    | UserGrantTarget
+    | RelationsTarget
+    | DeviceAuthorizationTarget
+    | AgentTarget
     | DeviceKeyTarget
     | DelegationTarget
     | SecretTarget
@@ -350,7 +409,11 @@ class TokenAnswer(Answer):
     refresh_token: str | None = Field(
         default=None,
         pattern=r"^apkr_[0-9A-Za-z]+$",
-        description="jwt-bearer and refresh_token grants only; single use: each refresh answers a new one.",
+        description="jwt-bearer, refresh_token and device-code grants only; single use: each refresh answers a new "
+        "one.",
+    )
+    issued_token_type: Literal["urn:ietf:params:oauth:token-type:access_token"] | None = Field(
+        default=None, description="Token exchange (RFC 8693) only."
     )
 
 
@@ -402,6 +465,7 @@ class ServerMetadata(Answer):
     jwks_uri: str
     introspection_endpoint: str
     revocation_endpoint: str
+    device_authorization_endpoint: str
     grant_types_supported: list[str]
     response_types_supported: list[str]
     token_endpoint_auth_methods_supported: list[str]
@@ -410,6 +474,92 @@ class ServerMetadata(Answer):
     revocation_endpoint_auth_methods_supported: list[str]
     dpop_signing_alg_values_supported: list[str]
     scopes_supported: list[str]
+
+
+# --- users, their grants, relations ---------------------------------------------------------
+
+
+class User(Answer):
+    user_id: UserId
+    firebase_uid: str
+    tenant_id: str
+    display_name: str | None
+    disabled: bool
+    created_at: Timestamp
+
+
+class UserPage(Answer):
+    users: list[User]
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last page.")
+
+
+class UserGrant(Answer):
+    grant_id: GrantId = Field(
+        description="Names the user and the agent: one grant per pair; granting again replaces it."
+    )
+    user_id: UserId
+    agent_id: AgentId
+    actions: list[UserAction]
+    created_at: Timestamp
+    expires_at: Timestamp
+
+
+class ListedUserGrant(UserGrant):
+    revoked_at: Timestamp | None
+
+
+class UserGrantList(Answer):
+    grants: list[ListedUserGrant]
+
+
+class RevokedUserGrant(Answer):
+    grant_id: GrantId
+    revoked_at: Timestamp = Field(description="When the grant was first revoked.")
+
+
+class RelationsWritten(Answer):
+    written: int = Field(description="Tuples that did not exist and now do.")
+    deleted: int = Field(description="Tuples that existed and no longer do.")
+
+
+class RelationTuple(Answer):
+    resource: str
+    relation: Literal["owner", "editor", "viewer"]
+    subject: str
+
+
+class RelationTuples(Answer):
+    tuples: list[RelationTuple]
+
+
+class Allowed(Answer):
+    allowed: bool
+
+
+# --- device authorization (RFC 8628) --------------------------------------------------------
+
+
+class DeviceAuthorization(Answer):
+    device_code: str = Field(description="For the polling program only: it is the grant.")
+    user_code: str = Field(pattern=r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$")
+    verification_uri: str
+    verification_uri_complete: str
+    expires_in: int
+    interval: int
+
+
+class ActivationLookup(Answer):
+    user_code: str
+    agent_id: AgentId
+    agent_display_name: str
+    tenant_id: str
+    actions: list[str]
+    expires_at: Timestamp
+
+
+class ActivationDecision(Answer):
+    user_code: str
+    approved: bool
 
 
 # --- the OpenAPI document itself ------------------------------------------------------------

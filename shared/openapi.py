@@ -30,12 +30,16 @@ from shared import (
     audit,
     capabilities,
     delegations,
+    device_flow,
     devices,
     http,
     oauth,
+    relations,
     schema,
     secrets,
     settings,
+    user_grants,
+    users,
 )
 
 VERSION = "0.1.0"
@@ -50,7 +54,15 @@ ACCESS_TOKEN = "accessToken"  # noqa: S105 - a scheme name
 DPOP_TOKEN = "dpopAccessToken"  # noqa: S105 - a scheme name
 DPOP_PROOF = "dpopProof"
 CLIENT_BASIC = "clientBasic"
+USER = "firebaseIdToken"
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    USER: {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A Firebase Authentication ID token of a user registered here (users/create): verified with "
+        "firebase-admin, then one read of the user. An account not registered here, or a disabled user: 401.",
+    },
     BRIDGE: {
         "type": "apiKey",
         "in": "header",
@@ -164,7 +176,8 @@ FORM_PARAMETERS: dict[str, str] = {
     "client_assertion": "private_key_jwt (RFC 7523 §2.2): an EdDSA JWT signed by a key pair registered with "
     "device/issue public_key; kid = that key ID; iss = sub = the agent; aud = the endpoint URL or the issuer; "
     "exp at most 3600 s ahead; jti used once.",
-    "grant_type": "client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer or refresh_token; "
+    "grant_type": "client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer, refresh_token, "
+    "urn:ietf:params:oauth:grant-type:token-exchange or urn:ietf:params:oauth:grant-type:device_code; "
     "anything else is unsupported_grant_type.",
     "scope": "Space-separated scopes; default: all the client may have now. More than that is invalid_scope, "
     "never narrowed in silence.",
@@ -175,6 +188,10 @@ FORM_PARAMETERS: dict[str, str] = {
     "authentication.",
     "token": "The token (an access token or a refresh token).",
     "token_type_hint": "access_token or refresh_token; ignored (the token's form says which it is).",
+    "subject_token": "Token exchange (RFC 8693): the user's token to act for, a Firebase ID token.",
+    "subject_token_type": "urn:ietf:params:oauth:token-type:id_token (or …:access_token, which no token of this "
+    "service qualifies for today: every user token it issues already carries act).",
+    "device_code": "The device-code grant (RFC 8628 §3.4): the device code /oauth/device_authorization answered.",
 }
 
 
@@ -502,6 +519,146 @@ ROUTES: tuple[Route, ...] = (
         {503: "unavailable: AGENTPACK_ISSUER is misconfigured."},
         method="GET",
     ),
+    Route(
+        "oauth/device_authorization",
+        "Device authorization (RFC 8628 §3.1): a device code for the program, a user code for a person to approve.",
+        "A public agent (client_id alone), or a confidential agent authenticated as a client.",
+        device_flow.AuthorizationForm,
+        200,
+        answers.DeviceAuthorization,
+        CLIENT,
+        {**OAUTH_ERRORS, 400: OAUTH_ERRORS[400] + " Also invalid_scope: actions beyond the agent's scopes."},
+        media=http.FORM,
+    ),
+    Route(
+        "activate/lookup",
+        "What a pending user code asks for: which agent, of which tenant, for which actions.",
+        "A signed-in user (Firebase ID token) of the agent's tenant.",
+        device_flow.Lookup,
+        200,
+        answers.ActivationLookup,
+        ((USER,),),
+        {
+            403: "forbidden: a credential other than a user's.",
+            404: "not_found: an unknown, expired or already decided code, or one of another tenant's agent.",
+            429: "rate_limited: more than five wrong codes in the last minute.",
+        },
+    ),
+    Route(
+        "activate/decide",
+        "Approve or deny a pending user code: approval makes the agent the user's delegate_of for the actions.",
+        "A signed-in user (Firebase ID token) of the agent's tenant.",
+        device_flow.Decide,
+        200,
+        answers.ActivationDecision,
+        ((USER,),),
+        {
+            403: "forbidden: a credential other than a user's.",
+            404: "not_found: an unknown, expired or already decided code, or one of another tenant's agent.",
+            429: "rate_limited: more than five wrong codes in the last minute.",
+        },
+    ),
+    Route(
+        "users/create",
+        "Register a Firebase Authentication account as a user of a tenant.",
+        "The bridge key.",
+        users.CreateUser,
+        201,
+        answers.User,
+        BRIDGE_ONLY,
+        {403: "forbidden: any credential but the bridge key.", 409: "conflict: the account is already registered."},
+    ),
+    Route(
+        "users/get",
+        "Read one user.",
+        "The bridge key (user_id required); a signed-in user, for itself (another user's ID: 404).",
+        users.GetUser,
+        200,
+        answers.User,
+        ((BRIDGE,), (USER,)),
+        {403: "forbidden: an agent credential.", 404: "not_found: no such user (or not the caller)."},
+    ),
+    Route(
+        "users/list",
+        "List users page by page, optionally of one tenant.",
+        "The bridge key.",
+        users.ListUsers,
+        200,
+        answers.UserPage,
+        BRIDGE_ONLY,
+        {403: "forbidden: any credential but the bridge key."},
+    ),
+    Route(
+        "users/update",
+        "Rename, disable or re-enable a user. Disabling ends at once its tokens, its grants and every check.",
+        "The bridge key.",
+        users.UpdateUser,
+        200,
+        answers.User,
+        BRIDGE_ONLY,
+        {403: "forbidden: any credential but the bridge key.", 404: "not_found: no such user."},
+    ),
+    Route(
+        "users/delegate",
+        "Make an agent of the user's tenant its delegate_of for some actions (granting again replaces the grant).",
+        "A signed-in user, for itself; the bridge key, naming user_id.",
+        user_grants.Grant,
+        201,
+        answers.UserGrant,
+        ((BRIDGE,), (USER,)),
+        {403: "forbidden: an agent credential.", 404: "not_found: no such user or agent, or another tenant's agent."},
+    ),
+    Route(
+        "users/delegate/revoke",
+        "End a user's grant to an agent.",
+        "The user, the agent (its current device key), or the bridge key.",
+        user_grants.Revoke,
+        200,
+        answers.RevokedUserGrant,
+        ((BRIDGE,), (USER,), (DEVICE,)),
+        {403: MINTING_REFUSED, 404: "not_found: no such grant, or one the caller is no party to."},
+    ),
+    Route(
+        "users/delegate/list",
+        "A user's grants to agents, or the grants an agent holds from users.",
+        "A signed-in user; an agent.",
+        user_grants.ListGrants,
+        200,
+        answers.UserGrantList,
+        ((USER,), *AGENT),
+        {403: "forbidden: the bridge key, or a token whose scope lacks this route."},
+    ),
+    Route(
+        "authz/write",
+        "Write and delete relationship tuples, atomically, with one audit event.",
+        "The bridge key (naming tenant_id); an agent whose scopes hold authz:write (its own tenant).",
+        relations.Write,
+        200,
+        answers.RelationsWritten,
+        ((BRIDGE,), *AGENT),
+        {403: "forbidden: the agent's scopes lack authz:write.", 404: "not_found: a subject of another tenant."},
+    ),
+    Route(
+        "authz/read",
+        "The relationship tuples of one resource.",
+        "The bridge key (naming tenant_id); an agent whose scopes hold authz:read (its own tenant).",
+        relations.Read,
+        200,
+        answers.RelationTuples,
+        ((BRIDGE,), *AGENT),
+        {403: "forbidden: the agent's scopes lack authz:read."},
+    ),
+    Route(
+        "authz/check",
+        "May a subject (or an agent acting for a user) do an action on a resource? One datastore round trip.",
+        "The bridge key (naming tenant_id); an agent whose scopes hold authz:check (an access token caller must "
+        "hold authz:check itself).",
+        relations.Check,
+        200,
+        answers.Allowed,
+        ((BRIDGE,), *AGENT),
+        {403: "forbidden: the agent's scopes lack authz:check."},
+    ),
 )
 
 
@@ -527,6 +684,12 @@ _VALIDATOR_RULES: dict[Callable[..., Any], dict[str, Any]] = {
         "uniqueItems": True,
         "description": "Distinct scope strings (RFC 6749 §3.3).",
     },
+    relations._resource: {
+        "pattern": r"^[a-z][a-z0-9_]{0,31}:[^/" + _CONTROL + r"]{1,128}$",
+        "description": "<type>:<id>: a type of [a-z][a-z0-9_]{0,31}, an ID of 1 to 128 bytes, no '/' nor control.",
+    },
+    relations._subject: {"pattern": r"^(user:usr_|agent:agt_)[0-9A-Za-z]{22}$"},
+    relations._user: {"pattern": r"^user:usr_[0-9A-Za-z]{22}$"},
 }
 
 

@@ -58,6 +58,10 @@ class Principal:
         if not self.is_bridge:
             raise errors.Forbidden("Only the bridge key may do this.")
 
+    def require_user(self) -> None:
+        if self.kind != "user":
+            raise errors.Forbidden("Only a signed-in user may do this.")
+
     def require_user_or_bridge(self) -> None:
         if self.kind == "agent":
             raise errors.Forbidden("Only a signed-in user or the bridge key may do this.")

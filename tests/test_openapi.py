@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -267,10 +268,69 @@ def _oauth_calls(api: Api) -> Iterator[tuple[str, Any]]:
     yield ".well-known/oauth-authorization-server", function_client("well_known_oauth_authorization_server").get("/")
 
 
-def _calls(api: Api) -> Iterator[tuple[str, Any]]:
+def _signed_up(auth_host: str, email: str) -> tuple[str, str]:
+    """A new Firebase account in the Auth emulator: its UID and an ID token."""
+    request = urllib.request.Request(
+        f"http://{auth_host}/identitytoolkit.googleapis.com/v1/accounts:signUp?key=any",
+        data=json.dumps({"email": email, "password": "secret-1234", "returnSecureToken": True}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        made = json.loads(answer.read())
+    return str(made["localId"]), str(made["idToken"])
+
+
+def _people_calls(api: Api, auth_host: str) -> Iterator[tuple[str, Any]]:
+    """Users, their grants, relations and checks, token exchange and the device flow."""
+    uid, id_token = _signed_up(auth_host, "ann@example.com")
+    person = {"Authorization": "Bearer " + id_token}
+    created = api.bridge("users/create", {"firebase_uid": uid, "display_name": "Ann"})
+    yield "users/create", created
+    user_id = created.get_json()["user_id"]
+    yield "users/get", api.call("users/get", {}, person)
+    yield "users/get", api.bridge("users/get", {"user_id": user_id})
+    yield "users/list", api.bridge("users/list", {})
+    yield "users/update", api.bridge("users/update", {"user_id": user_id, "display_name": "Ann B."})
+    scopes = ["authz:check", "authz:write", "authz:read", "read", "write"]
+    agent = api.bridge("agents/create", {"display_name": "helper", "scopes": scopes}).get_json()["agent_id"]
+    key = api.new_key(agent)["device_key"]
+    granted = api.call("users/delegate", {"agent_id": agent, "actions": ["read"]}, person)
+    yield "users/delegate", granted
+    yield "users/delegate/list", api.call("users/delegate/list", {}, person)
+    yield "users/delegate/list", api.device(key, "users/delegate/list", {})
+    tuple_ = {"resource": "doc:42", "relation": "owner", "subject": f"user:{user_id}"}
+    yield "authz/write", api.device(key, "authz/write", {"writes": [tuple_]})
+    yield "authz/read", api.bridge("authz/read", {"tenant_id": "default", "resource": "doc:42"})
+    question = {"subject": f"agent:{agent}", "on_behalf_of": f"user:{user_id}", "action": "read", "resource": "doc:42"}
+    yield "authz/check", api.device(key, "authz/check", question)
+    exchange = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": id_token,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+        "client_id": agent,
+        "client_secret": key,
+    }
+    exchanged = _form("oauth_token", exchange)
+    yield "oauth/token", exchanged
+    check = {"token": exchanged.get_json()["access_token"], "action": "read", "resource": "doc:42"}
+    yield "authz/check", api.device(key, "authz/check", check)
+    revoke = {"grant_id": granted.get_json()["grant_id"]}
+    yield "users/delegate/revoke", api.call("users/delegate/revoke", revoke, person)
+    cli = api.bridge("agents/create", {"display_name": "cli", "scopes": ["read"], "public": True}).get_json()
+    started = _form("oauth_device_authorization", {"client_id": cli["agent_id"], "scope": "read"})
+    yield "oauth/device_authorization", started
+    code = started.get_json()["user_code"]
+    yield "activate/lookup", api.call("activate/lookup", {"user_code": code}, person)
+    yield "activate/decide", api.call("activate/decide", {"user_code": code, "approve": True}, person)
+    poll = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": cli["agent_id"]}
+    yield "oauth/token", _form("oauth_token", {**poll, "device_code": started.get_json()["device_code"]})
+
+
+def _calls(api: Api, auth_host: str) -> Iterator[tuple[str, Any]]:
     """A session that calls every route successfully, through the real functions, as (route, answer)."""
     yield "agents/create", api.bridge("agents/create", {"display_name": "alice"})
     yield from _oauth_calls(api)
+    yield from _people_calls(api, auth_host)
     alice = api.new_agent("alice")
     bob = api.new_agent("bob")
     yield "agents/update", api.bridge("agents/update", {"agent_id": bob, "display_name": "robert"})
@@ -331,9 +391,9 @@ def _check_answer(route: openapi.Route, answer: Any, document: dict[str, Any]) -
     OAS31Validator(schema).validate(answer.get_json())
 
 
-def test_every_real_answer_fits_its_answer_model(api: Api, document: dict[str, Any]) -> None:
+def test_every_real_answer_fits_its_answer_model(api: Api, document: dict[str, Any], auth_emulator: str) -> None:
     seen: dict[str, int] = {}
-    for path, answer in _calls(api):
+    for path, answer in _calls(api, auth_emulator):
         _check_answer(openapi.route(path), answer, document)
         seen[path] = seen.get(path, 0) + 1
     assert set(seen) == set(SERVED), "every route is called"
@@ -347,6 +407,10 @@ def test_every_real_answer_fits_its_answer_model(api: Api, document: dict[str, A
         "capability",
         "access_token",
         "refresh_family",
+        "user",
+        "user_grant",
+        "relations",
+        "device_authorization",
     }
     assert {"token.issue", "token.refresh", "token.revoke", "token.reuse_detected"} <= {e["action"] for e in events}
     assert any("on_behalf_of" in event["actor"] for event in events)
@@ -385,7 +449,8 @@ def test_who_may_call_each_route_is_what_the_document_says(api: Api) -> None:
     alice, bob = api.new_agent("alice"), api.new_agent("bob")
     alice_key, bob_key = api.new_key(alice)["device_key"], api.new_key(bob)["device_key"]
     every_route = [route.path for route in openapi.ROUTES if route.method == "POST" and not route.is_oauth]
-    assert api.bridge("agents/update", {"agent_id": alice, "scopes": every_route}).status_code == 200
+    authz = ["authz:write", "authz:read", "authz:check"]  # the authz routes ask for these, not their names
+    assert api.bridge("agents/update", {"agent_id": alice, "scopes": every_route + authz}).status_code == 200
     granted = api.device(
         alice_key, "delegate", {"to_agent": bob, "scope": list(delegations.DELEGABLE_ROUTES), "ttl_seconds": 600}
     )
@@ -398,7 +463,7 @@ def test_who_may_call_each_route_is_what_the_document_says(api: Api) -> None:
         {**_basic(alice, alice_key), "DPoP": _proof(dpop_seed, config.issuer() + "/oauth/token")},
     ).get_json()
     assert bearer["token_type"] == "Bearer" and bound["token_type"] == "DPoP"
-    assert set(bearer["scope"].split()) == set(every_route)
+    assert set(bearer["scope"].split()) == set(every_route + authz)
     credentials: dict[tuple[str, ...], Any] = {
         (openapi.BRIDGE,): lambda route: {"x-agentpack-key": BRIDGE_KEY},
         (openapi.DEVICE,): lambda route: {"x-agentpack-device-key": alice_key},
@@ -425,6 +490,7 @@ def test_who_may_call_each_route_is_what_the_document_says(api: Api) -> None:
     for route in openapi.ROUTES:
         agent_reaches = any(openapi.DEVICE in alternative for alternative in route.security)
         minting = route.path in ("device/issue", "device/revoke", "delegate", "delegate/revoke")
+        minting |= route.path == "users/delegate/revoke"
         assert ((openapi.ACCESS_TOKEN,) in route.security) == (agent_reaches and not minting), route.path
 
 
