@@ -125,7 +125,14 @@ def make_fixture(app: InProcess) -> OAuthFixture:
     benchmark does not use), so the three calls needed here are made directly.
     """
     bridge = {"x-agentpack-key": os.environ["AGENTPACK_BRIDGE_KEY"]}
-    status, answer = app.call("agents/create", {"display_name": "oauth bench", "scopes": [ROUTE]}, bridge)
+    # A freshly started emulator on a loaded machine may miss the first writes' deadline (503, nothing
+    # changed): a few bounded retries, so a slow start is not a failed run.
+    for attempt in range(5):
+        status, answer = app.call("agents/create", {"display_name": "oauth bench", "scopes": [ROUTE]}, bridge)
+        if status != 503:
+            break
+        say(f"  note: agents/create answered 503 (attempt {attempt + 1}); the emulator is warming up, retrying")
+        time.sleep(2)
     if status != 201:
         sys.exit(f"error: agents/create answered {status}: {answer}")
     agent_id = answer["agent_id"]
