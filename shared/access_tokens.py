@@ -86,7 +86,7 @@ class SigningKeys(Mapping[str, crypto.Verifier]):
                 raise errors.ConfigRefused("token signing keys: a key is not a 32-byte Ed25519 seed")
             public[kid] = crypto.public_key_of(seed)
             verifiers[kid] = crypto.verifier(public[kid])
-        self._seeds = dict(seeds)
+        self._signer = crypto.signer(seeds[list(seeds)[-1]])
         self._public = public
         self._verifiers = verifiers
         self.signing_kid = list(seeds)[-1]
@@ -119,7 +119,7 @@ class SigningKeys(Mapping[str, crypto.Verifier]):
         }
 
     def sign(self, claims: Mapping[str, Any]) -> str:
-        return jws.sign(self._seeds[self.signing_kid], {"alg": jws.ALG, "typ": TYP, "kid": self.signing_kid}, claims)
+        return jws.sign(self._signer, {"alg": jws.ALG, "typ": TYP, "kid": self.signing_kid}, claims)
 
     def known_header(self, header_segment: str) -> crypto.Verifier | None:
         """The verifier of a header segment spelled as this service writes it, else None."""

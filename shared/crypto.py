@@ -87,6 +87,22 @@ def public_key_of(seed: bytes) -> bytes:
     return bytes(SigningKey(_seed(seed)).verify_key)
 
 
+Signer = Callable[[bytes], bytes]
+"""``sign(message) -> signature``: 64 bytes, by one fixed key."""
+
+
+def signer(seed: bytes) -> Signer:
+    """A prebuilt signer for one private seed: a key that signs often is parsed once."""
+    from nacl.signing import SigningKey
+
+    key = SigningKey(_seed(seed))
+
+    def sign(message: bytes) -> bytes:
+        return bytes(key.sign(message).signature)
+
+    return sign
+
+
 def sign(seed: bytes, message: bytes) -> bytes:
     """The 64-byte Ed25519 signature of ``message`` by the key of ``seed``."""
     from nacl.signing import SigningKey

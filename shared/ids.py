@@ -26,7 +26,11 @@ EVENT_ID = re.compile(r"evt_[0-9]{13}[0-9A-Za-z]{10}")
 
 
 def random_base62(length: int) -> str:
-    return "".join(secrets.choice(BASE62) for _ in range(length))
+    """``length`` uniformly random base62 digits (rejection sampling over CSPRNG bytes: no modulo bias)."""
+    digits: list[str] = []
+    while len(digits) < length:
+        digits += [BASE62[b % 62] for b in secrets.token_bytes(length + 8) if b < 248]  # 248 = 4 * 62
+    return "".join(digits[:length])
 
 
 def base62_fixed(value: int, length: int) -> str:

@@ -86,12 +86,14 @@ def signed_claims(parts: Parts, verify: crypto.Verifier, refusal: str) -> dict[s
     return claims
 
 
-def sign(seed: bytes, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
-    """The compact JWS of ``claims`` under ``header``, signed by the Ed25519 private ``seed``."""
+def sign(seed: bytes | crypto.Signer, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+    """The compact JWS of ``claims`` under ``header``, signed by an Ed25519 private ``seed`` (or its signer)."""
     signing_input = ".".join(
         b64encode(json.dumps(part, separators=(",", ":")).encode("utf-8")) for part in (header, claims)
     )
-    return signing_input + "." + b64encode(crypto.sign(seed, signing_input.encode("ascii")))
+    message = signing_input.encode("ascii")
+    signature = crypto.sign(seed, message) if isinstance(seed, bytes) else seed(message)
+    return signing_input + "." + b64encode(signature)
 
 
 def okp_public_key(jwk: Any) -> bytes | None:
