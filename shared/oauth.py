@@ -487,7 +487,9 @@ def introspect(request: credentials.Request, form: IntrospectForm) -> dict[str, 
     documents = dict(zip(paths, store.get_many(paths), strict=True))  # one round trip
     caller_tenant = None
     if presented is not None:
-        client = clients.authenticate(presented, documents, audiences=(issuer + "/oauth/introspect", issuer), now=now)
+        client = clients.authenticate(
+            presented, documents, audiences=(issuer + TOKEN_PATH, issuer + "/oauth/introspect", issuer), now=now
+        )
         if presented.assertion is not None and not store.create_once(
             presented.assertion.spent_path(), _spent("client_assertion", 2 * clients.MAX_ASSERTION_LIFE_SECONDS)
         ):
@@ -507,7 +509,9 @@ def revoke(request: credentials.Request, form: RevokeForm) -> dict[str, Any]:
     principal = _client_principal(presented.client_id, presented.key_id, request.request_id)
 
     def work(c: change.Change) -> None:
-        client = clients.authenticate(presented, c, audiences=(issuer + "/oauth/revoke", issuer), now=now)
+        client = clients.authenticate(
+            presented, c, audiences=(issuer + TOKEN_PATH, issuer + "/oauth/revoke", issuer), now=now
+        )
         _spend_assertion(c, presented.assertion)
         if held.family_id is not None:
             family_path = records.refresh_family_path(held.family_id)
