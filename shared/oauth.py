@@ -250,7 +250,7 @@ def _jwt_bearer(
 ) -> dict[str, Any]:
     if form.assertion is None:
         raise errors.InvalidRequest("assertion: required")
-    if form.client_secret is not None or form.client_assertion is not None:
+    if form.client_secret is not None or form.client_assertion is not None or "authorization" in request.headers:
         raise errors.InvalidRequest("The jwt-bearer grant takes no other client authentication.")
     assertion = clients.parse_assertion(form.assertion, errors.InvalidGrant())
     if form.client_id is not None and form.client_id != assertion.agent_id:
@@ -494,6 +494,8 @@ def introspect(request: credentials.Request, form: IntrospectForm) -> dict[str, 
             presented.assertion.spent_path(), _spent("client_assertion", 2 * clients.MAX_ASSERTION_LIFE_SECONDS)
         ):
             raise presented.failure()  # the same assertion, used twice at once
+        if client.key is None:  # a public agent proves nothing: introspection takes an authenticated caller
+            raise presented.failure()
         caller_tenant = client.agent["tenant_id"]
     return held.introspection(documents, caller_tenant)
 

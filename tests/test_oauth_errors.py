@@ -519,3 +519,44 @@ def test_revoking_an_unknown_or_already_revoked_token_with_private_key_jwt_is_20
     }
     answer = post_form("oauth_revoke", form)
     assert answer.status_code == 200, answer.get_json()  # RFC 7009 §2.2
+
+
+def test_the_jwt_bearer_grant_refuses_an_authorization_header_too(api: Api) -> None:
+    """No other client authentication on the jwt-bearer grant: in the form (above) nor in a header."""
+    agent = new_client(api)
+    secret, _ = secret_key(api, agent)
+    pair, kid = key_pair(api, agent)
+    for headers in (basic(agent, secret), basic(agent, "wrong"), {"Authorization": "Bearer x.y.z"}):
+        before = written()
+        answer = token({"grant_type": JWT_BEARER, "assertion": assertion(pair, kid, agent)}, headers)
+        refused(answer, 400, "invalid_request")
+        assert written() == before
+
+
+def test_introspection_needs_an_authenticated_caller_of_the_tokens_tenant(api: Api) -> None:
+    agent = new_client(api)
+    secret, _ = secret_key(api, agent)
+    pair, kid = key_pair(api, agent)
+    access = access_token_for(agent, secret)
+    refresh = login(pair, kid, agent)["refresh_token"]
+    public = new_public_client(api)  # a public agent sends only its ID: it proves nothing
+    answer = post_form("oauth_introspect", {"token": access, "client_id": public})
+    refused(answer, 401, "invalid_client")
+    stranger = new_client(api, tenant_id="elsewhere")
+    stranger_secret, _ = secret_key(api, stranger)
+    for held in (access, refresh):
+        answer = post_form("oauth_introspect", {"token": held}, basic(stranger, stranger_secret))
+        assert answer.status_code == 200 and answer.get_json() == {"active": False}
+        answer = post_form("oauth_introspect", {"token": held}, basic(agent, secret))
+        assert answer.status_code == 200 and answer.get_json()["active"] is True
+    refused(post_form("oauth_introspect", {"token": access}), 401, "invalid_client")
+
+
+def test_an_expired_refresh_token_is_invalid_grant(api: Api, frozen_clock: Callable[[Any], None]) -> None:
+    agent = new_client(api)
+    secret, _ = secret_key(api, agent)
+    pair, kid = key_pair(api, agent)
+    refresh = login(pair, kid, agent)["refresh_token"]
+    frozen_clock(clock.now() + timedelta(days=400))
+    answer = token({"grant_type": "refresh_token", "refresh_token": refresh}, basic(agent, secret))
+    refused(answer, 400, "invalid_grant")
