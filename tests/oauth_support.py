@@ -233,7 +233,7 @@ WATCHED = (records.AUDIT_EVENTS, records.SPENT_ASSERTIONS, records.REVOKED_TOKEN
 def written() -> dict[str, int]:
     """How many documents each collection a token request may write holds now."""
     db = store.client()
-    return {name: sum(1 for _ in db.collection(name).select([]).stream()) for name in WATCHED}
+    return {name: int(db.collection(name).count().get()[0][0].value) for name in WATCHED}
 
 
 def audit_actions(action: str) -> list[dict[str, Any]]:
