@@ -33,7 +33,8 @@ from tests.oauth_support import (
 )
 
 USERS = 3
-USES_EACH = 17  # 51 uses a race: bounded, a few seconds
+MAX_USES_EACH = 40  # a bound: a race is at most 120 uses, a few seconds
+USES_AFTER = 4  # each user goes on this many times once the revoke has answered
 
 
 def _race(use_once: Callable[[], int], revoke: Callable[[], None]) -> list[tuple[float, float, int]]:
@@ -45,16 +46,22 @@ def _race(use_once: Callable[[], int], revoke: Callable[[], None]) -> list[tuple
     uses: list[tuple[float, int]] = []
     lock = threading.Lock()
     start = threading.Barrier(USERS + 1)
+    answered: list[float] = []
     errors: list[BaseException] = []
 
     def user() -> None:
         try:
             start.wait(timeout=30)
-            for _ in range(USES_EACH):
+            after = 0
+            for _ in range(MAX_USES_EACH):
                 started = time.monotonic()
                 status = use_once()
                 with lock:
                     uses.append((started, status))
+                    if answered and started > answered[0]:
+                        after += 1
+                if after >= USES_AFTER:
+                    return
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
             errors.append(error)
 
@@ -62,14 +69,16 @@ def _race(use_once: Callable[[], int], revoke: Callable[[], None]) -> list[tuple
     for thread in threads:
         thread.start()
     start.wait(timeout=30)
-    time.sleep(0.15)  # let some uses land first
+    deadline = time.monotonic() + 5
+    while len(uses) < USERS and time.monotonic() < deadline:  # let some uses land first
+        time.sleep(0.005)
     revoke()
-    answered = time.monotonic()
+    with lock:
+        answered.append(time.monotonic())
     for thread in threads:
         thread.join(timeout=60)
     assert not errors, errors
-    assert len(uses) == USERS * USES_EACH
-    return [(started, answered, status) for started, status in uses]
+    return [(started, answered[0], status) for started, status in uses]
 
 
 def _check(uses: list[tuple[float, float, int]]) -> None:
