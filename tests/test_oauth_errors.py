@@ -7,6 +7,7 @@ same text, with a ``Basic`` challenge exactly when the client used HTTP Basic.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -177,8 +178,6 @@ def _assertion_wrong_iss(api: Api, agent: str, secret: str, pair: KeyPair, kid: 
 
 
 def _assertion_future_iat(api: Api, agent: str, secret: str, pair: KeyPair, kid: str) -> Any:
-    import time
-
     return _jwt(agent, assertion(pair, kid, agent, iat=int(time.time()) + 600))
 
 
@@ -201,7 +200,7 @@ def _assertion_revoked_key(api: Api, agent: str, secret: str, pair: KeyPair, kid
 def _assertion_hs256(api: Api, agent: str, secret: str, pair: KeyPair, kid: str) -> Any:
     import jwt
 
-    now = __import__("time").time()
+    now = time.time()
     claims = {"iss": agent, "sub": agent, "aud": ISSUER + "/oauth/token", "exp": int(now) + 60, "jti": "x1"}
     text = jwt.encode(claims, pair.public_b64, algorithm="HS256", headers={"kid": kid})
     return _jwt(agent, text)
