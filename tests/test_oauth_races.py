@@ -33,7 +33,7 @@ from tests.oauth_support import (
 )
 
 USERS = 3
-MAX_USES_EACH = 40  # a bound: a race is at most 120 uses, a few seconds
+MAX_USES_EACH = 80  # a bound: a race is at most 240 uses, a few seconds
 USES_AFTER = 4  # each user goes on this many times once the revoke has answered
 
 
