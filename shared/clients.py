@@ -204,13 +204,16 @@ class Documents(Protocol):
 
 
 def spend_assertion(c: change.Change, assertion: Assertion | None) -> None:
-    """Record a client assertion's ``jti`` as used, for as long as any assertion could still be accepted."""
+    """Record a client assertion's ``jti`` as used, for as long as any assertion could still be accepted.
+
+    Bookkeeping, not a change of identity state: it lands with the request's change, or alone when the
+    request changes nothing (revoking an unknown token)."""
     if assertion is not None:
         spent: records.SpentAssertionRecord = {
             "kind": "client_assertion",
             "expire_at": c.now + timedelta(seconds=2 * MAX_ASSERTION_LIFE_SECONDS),
         }
-        c.create(assertion.spent_path(), spent)
+        c.note(assertion.spent_path(), spent)
 
 
 def principal(agent_id: str, key_id: str | None, request_id: str) -> Principal:

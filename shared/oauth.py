@@ -150,7 +150,7 @@ class _Issue:
         """Make the client assertion and the DPoP proof single-use, in the token's own change."""
         clients.spend_assertion(c, assertion)
         if self.proof is not None:
-            c.create(records.spent_assertion_path(self.proof.replay_id()), _spent("dpop_proof", 2 * dpop.SKEW_SECONDS))
+            c.note(records.spent_assertion_path(self.proof.replay_id()), _spent("dpop_proof", 2 * dpop.SKEW_SECONDS))
 
     def claims(
         self,
@@ -263,7 +263,7 @@ def _jwt_bearer(issue: _Issue) -> dict[str, Any]:
     form = issue.form
     if form.assertion is None:
         raise errors.InvalidRequest("assertion: required")
-    if form.client_secret is not None or form.client_assertion is not None:
+    if form.client_secret is not None or form.client_assertion is not None or "authorization" in issue.request.headers:
         raise errors.InvalidRequest("The jwt-bearer grant takes no other client authentication.")
     assertion = clients.parse_assertion(form.assertion, errors.InvalidGrant())
     if form.client_id is not None and form.client_id != assertion.agent_id:
@@ -375,7 +375,7 @@ def _refresh(issue: _Issue) -> dict[str, Any]:
         claims = issue.claims(
             c,
             sub=family["sub"],
-            aud=family["aud"],
+            aud=issue.audience if issue.form.resource is not None else family["aud"],  # RFC 8707 §2.2
             client_id=client.agent_id,
             scopes=_granted(issue.requested, [s for s in allowed if s in family["scopes"]]),
             tenant_id=family["tenant_id"],
@@ -651,11 +651,15 @@ def introspect(request: credentials.Request, form: IntrospectForm) -> dict[str, 
     documents = dict(zip(paths, store.get_many(paths), strict=True))  # one round trip
     caller_tenant = None
     if presented is not None:
-        client = clients.authenticate(presented, documents, audiences=(issuer + "/oauth/introspect", issuer), now=now)
+        client = clients.authenticate(
+            presented, documents, audiences=(issuer + TOKEN_PATH, issuer + "/oauth/introspect", issuer), now=now
+        )
         if presented.assertion is not None and not store.create_once(
             presented.assertion.spent_path(), _spent("client_assertion", 2 * clients.MAX_ASSERTION_LIFE_SECONDS)
         ):
             raise presented.failure()  # the same assertion, used twice at once
+        if client.key is None:  # a public agent proves nothing: introspection takes an authenticated caller
+            raise presented.failure()
         caller_tenant = client.agent["tenant_id"]
     return held.introspection(documents, caller_tenant)
 
@@ -671,7 +675,9 @@ def revoke(request: credentials.Request, form: RevokeForm) -> dict[str, Any]:
     principal = clients.principal(presented.client_id, presented.key_id, request.request_id)
 
     def work(c: change.Change) -> None:
-        client = clients.authenticate(presented, c, audiences=(issuer + "/oauth/revoke", issuer), now=now)
+        client = clients.authenticate(
+            presented, c, audiences=(issuer + TOKEN_PATH, issuer + "/oauth/revoke", issuer), now=now
+        )
         clients.spend_assertion(c, presented.assertion)
         if held.family_id is not None:
             family_path = records.refresh_family_path(held.family_id)
