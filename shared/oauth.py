@@ -152,6 +152,42 @@ class _Issue:
         if self.proof is not None:
             c.note(records.spent_assertion_path(self.proof.replay_id()), _spent("dpop_proof", 2 * dpop.SKEW_SECONDS))
 
+    def new_family(
+        self,
+        c: change.Change,
+        *,
+        client_id: str,
+        sub: str,
+        tenant_id: str,
+        key_id: str | None,
+        scopes: list[str],
+        grant_id: str | None = None,
+    ) -> tuple[str, str]:
+        """A new refresh-token family (a login), created in ``c``: its ID and its first refresh token."""
+        family_id = ids.new_family_id(client_id, key_id)
+        refresh_token = keys.new_refresh_token(family_id)
+        refresh_ends = c.now + timedelta(seconds=c.settings["refresh_token_ttl_seconds"])
+        record: RefreshFamilyRecord = {
+            "family_id": family_id,
+            "client_id": client_id,
+            "sub": sub,
+            "tenant_id": tenant_id,
+            "key_id": key_id,
+            "scopes": scopes,
+            "aud": self.audience,
+            "created_at": c.now,
+            "current_hash": keys.hash_key(refresh_token),
+            "current_expires_at": refresh_ends,
+            "spent_hashes": [],
+            "revoked_at": None,
+            "jkt": self.jkt,
+            "expire_at": refresh_ends,
+        }
+        if grant_id is not None:
+            record["grant_id"] = grant_id
+        c.create(records.refresh_family_path(family_id), record)
+        return family_id, refresh_token
+
     def claims(
         self,
         c: change.Change,
@@ -281,25 +317,10 @@ def _jwt_bearer(issue: _Issue) -> dict[str, Any]:
             raise errors.InvalidGrant()
         issue.refuse_replayed_proof(c)
         scopes = _granted(issue.requested, credentials.effective_scopes(agent, key))
-        family_id = ids.new_family_id(assertion.agent_id, assertion.key_id)
-        refresh_token = keys.new_refresh_token(family_id)
-        refresh_ends = c.now + timedelta(seconds=c.settings["refresh_token_ttl_seconds"])
-        family: RefreshFamilyRecord = {
-            "family_id": family_id,
-            "client_id": assertion.agent_id,
-            "sub": assertion.agent_id,
-            "tenant_id": agent["tenant_id"],
-            "key_id": assertion.key_id,
-            "scopes": scopes,
-            "aud": issue.audience,
-            "created_at": c.now,
-            "current_hash": keys.hash_key(refresh_token),
-            "current_expires_at": refresh_ends,
-            "spent_hashes": [],
-            "revoked_at": None,
-            "jkt": issue.jkt,
-            "expire_at": refresh_ends,
-        }
+        family_id, refresh_token = issue.new_family(
+            c, client_id=assertion.agent_id, sub=assertion.agent_id, tenant_id=agent["tenant_id"],
+            key_id=assertion.key_id, scopes=scopes,
+        )  # fmt: skip
         claims = issue.claims(
             c,
             sub=assertion.agent_id,
@@ -308,9 +329,8 @@ def _jwt_bearer(issue: _Issue) -> dict[str, Any]:
             tenant_id=agent["tenant_id"],
             key_id=assertion.key_id,
             family_id=family_id,
-            jkt=family["jkt"],
+            jkt=issue.jkt,
         )
-        c.create(records.refresh_family_path(family_id), family)
         issue.spend(c, assertion)
         c.record("token.issue", _token_target(claims, JWT_BEARER))
         return claims, refresh_token
@@ -508,27 +528,11 @@ def _device_code(issue: _Issue) -> dict[str, Any]:
         user_id = approved["user_id"] or ""
         grant_id = ids.grant_id_of(user_id, client.agent_id)
         key_id = client.key["key_id"] if client.key is not None else None
-        family_id = ids.new_family_id(client.agent_id, key_id)
-        refresh_token = keys.new_refresh_token(family_id)
-        refresh_ends = c.now + timedelta(seconds=c.settings["refresh_token_ttl_seconds"])
         scopes = _granted(issue.requested, approved["scopes"])
-        family: RefreshFamilyRecord = {
-            "family_id": family_id,
-            "client_id": client.agent_id,
-            "sub": user_id,
-            "tenant_id": approved["tenant_id"],
-            "key_id": key_id,
-            "scopes": scopes,
-            "aud": issue.audience,
-            "grant_id": grant_id,
-            "created_at": c.now,
-            "current_hash": keys.hash_key(refresh_token),
-            "current_expires_at": refresh_ends,
-            "spent_hashes": [],
-            "revoked_at": None,
-            "jkt": issue.jkt,
-            "expire_at": refresh_ends,
-        }
+        family_id, refresh_token = issue.new_family(
+            c, client_id=client.agent_id, sub=user_id, tenant_id=approved["tenant_id"], key_id=key_id,
+            scopes=scopes, grant_id=grant_id,
+        )  # fmt: skip
         claims = issue.claims(
             c,
             sub=user_id,
@@ -541,7 +545,6 @@ def _device_code(issue: _Issue) -> dict[str, Any]:
             grant_id=grant_id,
             jkt=issue.jkt,
         )
-        c.create(records.refresh_family_path(family_id), family)
         issue.spend(c, presented.assertion)
         c.record("token.issue", {**_token_target(claims, DEVICE_CODE), "user_id": user_id, "grant_id": grant_id})
         return claims, refresh_token
