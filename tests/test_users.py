@@ -244,3 +244,16 @@ def test_a_user_of_another_tenant_reads_only_itself(people: People, api: Api) ->
     ada, eve = people.user(tenant_id="acme"), people.user(tenant_id="evil")
     assert people.as_user(eve, "users/get", {"user_id": ada.user_id}).status_code == 404
     assert people.as_user(ada, "users/get").get_json()["tenant_id"] == "acme"
+
+
+def test_a_user_token_with_a_delegation_header_is_403(people: People, api: Api) -> None:
+    ada = people.user()
+    answer = api.call("users/get", {}, {**ada.headers, "x-agentpack-delegation": "dlg_" + "0" * 44})
+    assert answer.status_code == 403 and answer.get_json()["error"] == "forbidden"
+
+
+def test_grants_show_in_the_agents_audit_trail(people: People, api: Api) -> None:
+    ada, agent = people.user(), people.agent()
+    people.grant(ada, agent, ["read"])
+    trail = api.bridge("audit/list", {"agent_id": agent.agent_id}).get_json()["events"]
+    assert [e["action"] for e in trail][:2] == ["user_delegation.grant", "device.issue"]
