@@ -20,7 +20,6 @@ SIGN_UP = "/identitytoolkit.googleapis.com/v1/accounts:signUp?key=any"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-ISSUER = "http://127.0.0.1:8000"  # config.issuer() with PORT unset, as in the tests
 
 
 def b64(data: bytes) -> str:

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 
-from shared import clock
+from shared import clock, config
 from tests.conftest import Api, function_client
 from tests.people import (
     ACCESS_TOKEN_TYPE,
     ID_TOKEN_TYPE,
-    ISSUER,
     TOKEN_EXCHANGE,
     Agent,
     People,
@@ -52,7 +51,7 @@ def test_the_issued_token(people: People, api: Api) -> None:
     grant_id = people.as_user(user, "users/delegate/list").get_json()["grants"][0]["grant_id"]
     assert claims["sub"] == user.user_id and claims["act"] == {"sub": agent.agent_id}
     assert claims["client_id"] == agent.agent_id and claims["tenant_id"] == "default"
-    assert claims["aud"] == ISSUER and claims["iss"] == ISSUER
+    assert claims["aud"] == config.issuer() and claims["iss"] == config.issuer()
     assert claims["grant_id"] == grant_id and claims["scope"] == "read write"
     assert claims["exp"] - claims["iat"] == 900
     narrow = people.exchange(agent, user.token, scope="write", resource="https://docs.example.com")
