@@ -420,6 +420,7 @@ def access_token_stands(claims: AccessToken, documents: Mapping[str, Any]) -> bo
         and grant_is_live(grant, claims.sub, claims.actor)
         and grant is not None
         and set(claims.scopes) <= set(grant["actions"])
+        and claims.iat >= int(grant["created_at"].timestamp())  # issued under this grant, not one revoked before it
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from typing import Any
 
 from shared import config, errors, jws, strictjson
@@ -60,8 +61,8 @@ def verify_id_token(token: str) -> str:
         raise errors.Unavailable() from None
     except (ValueError, exceptions.FirebaseError):
         raise errors.TokenRefused(REFUSED) from None
-    uid = claims.get("uid") if isinstance(claims, dict) else None
-    if type(uid) is not str or not uid:
+    uid, exp = (claims.get("uid"), claims.get("exp")) if isinstance(claims, dict) else (None, None)
+    if type(uid) is not str or not uid or type(exp) is not int or exp < time.time() - 60:  # emulated: exp unchecked
         raise errors.TokenRefused(REFUSED)
     return uid
 

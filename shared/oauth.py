@@ -92,6 +92,10 @@ def _granted(requested: list[str] | None, allowed: Sequence[str]) -> list[str]:
     return requested
 
 
+def _within(scopes: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    return [scope for scope in scopes if scope in allowed]
+
+
 def _audience(resource: str | None, issuer: str) -> str:
     if resource is None:
         return issuer
@@ -382,10 +386,9 @@ def _refresh(issue: _Issue) -> dict[str, Any]:
             raise errors.InvalidGrant("This refresh token is bound to a DPoP key: prove possession of it.")
         issue.refuse_replayed_proof(c)
         grant_id = family.get("grant_id")
+        allowed = credentials.effective_scopes(client.agent, key)
         if family["sub"] != family["client_id"]:  # the client acts for a user: while the user and grant stand
-            allowed = _acting_scopes(c, family["sub"], client.agent_id, grant_id, family["tenant_id"])
-        else:
-            allowed = credentials.effective_scopes(client.agent, key)
+            allowed = _within(_acting_scopes(c, family["sub"], client.agent_id, grant_id, family["tenant_id"]), allowed)
         refresh_token = keys.new_refresh_token(family_id)
         refresh_ends = c.now + timedelta(seconds=c.settings["refresh_token_ttl_seconds"])
         family["spent_hashes"] = [*family["spent_hashes"], family["current_hash"]][-SPENT_KEPT:]
@@ -484,7 +487,10 @@ def _token_exchange(issue: _Issue) -> dict[str, Any]:
             c,
             sub=user_id,
             client_id=client.agent_id,
-            scopes=_granted(issue.requested, grant["actions"]),
+            # What the client may have at that moment: its own scopes (narrowed by its key) and the grant's.
+            scopes=_granted(
+                issue.requested, _within(grant["actions"], credentials.effective_scopes(client.agent, client.key))
+            ),
             tenant_id=user["tenant_id"],
             key_id=client.key["key_id"],
             actor=client.agent_id,
@@ -528,7 +534,9 @@ def _device_code(issue: _Issue) -> dict[str, Any]:
         user_id = approved["user_id"] or ""
         grant_id = ids.grant_id_of(user_id, client.agent_id)
         key_id = client.key["key_id"] if client.key is not None else None
-        scopes = _granted(issue.requested, approved["scopes"])
+        scopes = _granted(
+            issue.requested, _within(approved["scopes"], credentials.effective_scopes(client.agent, client.key))
+        )
         family_id, refresh_token = issue.new_family(
             c, client_id=client.agent_id, sub=user_id, tenant_id=approved["tenant_id"], key_id=key_id,
             scopes=scopes, grant_id=grant_id,

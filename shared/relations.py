@@ -117,6 +117,8 @@ def _subject_path(subject: str) -> str:
 def write(body: Write, principal: Principal, tenant_id: str) -> dict[str, Any]:
     if len(body.writes) + len(body.deletes) > MAX_CHANGES:
         raise errors.InvalidRequest(f"writes, deletes: at most {MAX_CHANGES} tuples in all")
+    if set(body.writes) & set(body.deletes):
+        raise errors.InvalidRequest("writes, deletes: a tuple may not be both written and deleted")
     subjects = sorted({t.subject for t in body.writes})
     reads = [*(_path(t) for t in (*body.writes, *body.deletes)), *(_subject_path(s) for s in subjects)]
 
@@ -126,12 +128,12 @@ def write(body: Write, principal: Principal, tenant_id: str) -> dict[str, Any]:
             if holder is None or holder["tenant_id"] != tenant_id:
                 raise errors.NotFound()  # a subject of another tenant does not exist here
         written = deleted = 0
-        for t in body.deletes:
+        for t in dict.fromkeys(body.deletes):  # a tuple named twice counts once
             found: RelationTupleRecord | None = c[_path(t)]
             if found is not None and found["tenant_id"] == tenant_id:
                 c.delete(_path(t))
                 deleted += 1
-        for t in body.writes:
+        for t in dict.fromkeys(body.writes):
             if c[_path(t)] is None:
                 stored: RelationTupleRecord = {
                     "tenant_id": tenant_id,
