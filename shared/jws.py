@@ -37,16 +37,6 @@ def b64decode(text: str) -> bytes:
     return data
 
 
-def b64decode_signed(segment: str) -> bytes:
-    """Strict base64url of a segment the signature covers (so any other spelling fails to verify):
-    the alphabet is enforced, the canonical check is not needed. ``ValueError`` otherwise."""
-    if "=" in segment or "+" in segment or "/" in segment:
-        raise ValueError("not unpadded base64url")
-    return binascii.a2b_base64(
-        segment.replace("-", "+").replace("_", "/") + "=" * (-len(segment) % 4), strict_mode=True
-    )
-
-
 class Parts(NamedTuple):
     header: dict[str, Any]
     signing_input: bytes
