@@ -1,7 +1,8 @@
 """Build one self-contained source folder per function, ready for ``gcloud functions deploy``.
 
 Each folder holds the function's main.py, the modules of shared/ it imports
-(followed transitively), requirements.txt, and, when given, the capability
+(followed transitively), its static/ files if it has any (their contents: links
+into node_modules/ are followed), requirements.txt, and, when given, the capability
 public keys as capability_keys.json (read by shared/config.py when
 AGENTPACK_CAPABILITY_PUBLIC_KEYS is unset). Beside them, ``firestore/`` holds
 firebase.json, firestore.rules and firestore.indexes.json for ``firebase deploy``.
@@ -58,6 +59,12 @@ def stage(function: Function, functions_dir: Path, capability_keys: str | None =
         shutil.rmtree(target)
     (target / "shared").mkdir(parents=True)
     shutil.copy2(function.source, target / "main.py")
+    static = function.source.parent / "static"
+    if static.is_dir():
+        missing = ", ".join(sorted(path.name for path in static.iterdir() if not path.exists()))
+        if missing:
+            raise StagingError(f"{function.name}: static files missing ({missing}); run scripts/setup")
+        shutil.copytree(static, target / "static", symlinks=False)
     shutil.copy2(SOURCES.shared / "__init__.py", target / "shared" / "__init__.py")
     for module in sorted(needed_modules(function)):
         shutil.copy2(SOURCES.shared / f"{module}.py", target / "shared" / f"{module}.py")
