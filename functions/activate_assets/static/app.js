@@ -144,7 +144,7 @@ async function decide(approve) {
     } else if (body.approved) {
       say(`Approved. ${name} can now act for you. You can close this page and go back to your device.`, "success");
     } else {
-      say(`Denied. ${name} was not given access. You can close this page.`, "success");
+      say(`Denied. ${name} was not given access. You can close this page.`);
     }
   } catch {
     say("Could not reach the server. Check your connection and try again.", "error");
