@@ -32,6 +32,7 @@ from agentpack.cli import (
     delegations,
     deploy,
     keys,
+    login,
     reseal,
     secrets,
     settings,
@@ -559,4 +560,5 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--region", default="us-central1", help="the Cloud Functions region (default us-central1)")
     c.add_argument("--apply", action="store_true", help="run the commands instead of only printing them")
     _staging_options(c)
+    login.add_commands(b, top)  # login --device, whoami (agentpack/cli/login.py)
     return parser
