@@ -43,7 +43,7 @@ class Service:
             body["tenant_id"] = tenant_id
         return str(self.bridge("agents/create", body)["agent_id"])
 
-    def person(self, tenant_id: str | None = None) -> Person:
+    def person(self, tenant_id: str | None = None, registered: bool = True) -> Person:
         """A Firebase user of the Auth emulator, registered here (``users/create``) in ``tenant_id``."""
         self.people += 1
         email = f"person{self.people}@example.com"
@@ -52,10 +52,9 @@ class Service:
         request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as answer:
             signed_up = json.loads(answer.read())
-        registered: dict[str, Any] = {"firebase_uid": signed_up["localId"]}
-        if tenant_id is not None:
-            registered["tenant_id"] = tenant_id
-        user = self.bridge("users/create", registered)
+        if not registered:
+            return Person(email, "", str(signed_up["idToken"]))
+        user = self.bridge("users/create", {"firebase_uid": signed_up["localId"], **_maybe(tenant_id=tenant_id)})
         return Person(email, str(user["user_id"]), str(signed_up["idToken"]))
 
     def start(self, client_id: str, scope: str | None = None) -> dict[str, Any]:

@@ -206,6 +206,18 @@ def test_a_wrong_code_an_expired_code_and_another_tenants_code_get_one_message(
     assert watched.dialogs == [] and watched.problems() == []
 
 
+def test_a_firebase_user_not_registered_here_is_told_so(service: Service, watched: Watched) -> None:
+    agent = service.public_agent("Unseen")
+    stranger = service.person(registered=False)  # signed up with Firebase, never made a user here
+    started = service.start(agent)
+    watched.page.goto(started["verification_uri_complete"])
+    watched.sign_in(stranger)
+    watched.wait_message("This account is not registered here")
+    assert watched.page.locator("#request").is_hidden()
+    watched.shot("not-registered")
+    assert service.poll(agent, started["device_code"])[1]["error"] == "authorization_pending"
+
+
 def test_guessing_codes_is_cut_off_after_five_wrong_ones(service: Service, watched: Watched) -> None:
     agent = service.public_agent("Guessed")
     person = service.person()

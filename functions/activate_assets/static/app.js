@@ -77,7 +77,8 @@ function refused(status) {
   } else if (status === 429) {
     say("Too many wrong codes. Wait a minute, then try again.", "error");
   } else if (status === 401) {
-    say("Your sign-in has ended. Sign in again.", "error");
+    say("This account is not registered here, or it is disabled. Sign in with another account, or ask an administrator.",
+      "error");
   } else if (status === 403) {
     say("This account cannot approve devices.", "error");
   } else {
