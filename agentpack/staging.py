@@ -2,8 +2,9 @@
 
 Each folder holds the function's main.py, the modules of shared/ it imports
 (followed transitively), its static/ files if it has any (their contents: links
-into node_modules/ are followed), requirements.txt, and, when given, the capability
-public keys as capability_keys.json (read by shared/config.py when
+into node_modules/ are followed; one with nothing behind it is left out),
+requirements.txt, and, when given, the capability public keys as
+capability_keys.json (read by shared/config.py when
 AGENTPACK_CAPABILITY_PUBLIC_KEYS is unset). Beside them, ``firestore/`` holds
 firebase.json, firestore.rules and firestore.indexes.json for ``firebase deploy``.
 The sources come from the checkout or from the installed copy (functions_index).
@@ -61,10 +62,12 @@ def stage(function: Function, functions_dir: Path, capability_keys: str | None =
     shutil.copy2(function.source, target / "main.py")
     static = function.source.parent / "static"
     if static.is_dir():
-        missing = ", ".join(sorted(path.name for path in static.iterdir() if not path.exists()))
-        if missing:
-            raise StagingError(f"{function.name}: static files missing ({missing}); run scripts/setup")
-        shutil.copytree(static, target / "static", symlinks=False)
+        # A link into node_modules/ with nothing behind it (no npm ci yet) is left out, as the firebase
+        # CLI is for a deploy: the function then answers 503 for that file and logs why.
+        (target / "static").mkdir()
+        for path in sorted(static.iterdir()):
+            if path.is_file():
+                shutil.copyfile(path, target / "static" / path.name)
     shutil.copy2(SOURCES.shared / "__init__.py", target / "shared" / "__init__.py")
     for module in sorted(needed_modules(function)):
         shutil.copy2(SOURCES.shared / f"{module}.py", target / "shared" / f"{module}.py")

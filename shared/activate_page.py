@@ -188,6 +188,11 @@ def page() -> http.Reply:
     return http.page(200, text.encode(), "text/html; charset=utf-8", headers)
 
 
+def static_beside(main_file: str) -> Path:
+    """The ``static/`` folder next to a function's main.py (in the checkout, and as staged)."""
+    return Path(main_file).resolve().parent / "static"
+
+
 def asset(directory: Path, query: Mapping[str, list[str]]) -> http.Reply:
     """One allow-listed file of ``directory`` by ``?file=``; any other name: 404."""
     names = query.get("file", [])
@@ -197,7 +202,7 @@ def asset(directory: Path, query: Mapping[str, list[str]]) -> http.Reply:
     try:
         body = (directory / name).read_bytes()
     except OSError:
-        log.error("activate: the page's file %s is missing (scripts/setup installs the Firebase SDK)", name)
+        log.error("activate: the page's file %s is missing (scripts/setup installs it; stage after it)", name)
         raise errors.Unavailable() from None
     headers = {**security_headers("default-src 'none'; frame-ancestors 'none'"), "Cache-Control": ASSET_CACHE}
     headers["Cross-Origin-Resource-Policy"] = "same-origin"

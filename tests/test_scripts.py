@@ -39,16 +39,17 @@ def test_each_staged_function_stands_alone(tmp_path: Path) -> None:
         "assert not any('work/main' in p and 'build' not in p and 'site-packages' not in p for p in sys.path[1:])\n"
         "from functions_framework import create_app\n"
         "client = create_app(target=sys.argv[1], source='main.py').test_client()\n"
-        "answer = client.post('/', json={}) if sys.argv[2] == 'POST' else client.get('/')\n"
+        "answer = client.post('/', json={}) if sys.argv[2] == 'POST' else client.get('/' + sys.argv[3])\n"
         "print(answer.status_code, json.dumps(answer.get_json()))\n"
     )
+    queries = {"activate_assets": "?file=firebase-auth.js"}  # a file staged beside main.py, served standalone
     for function in all_functions():
         folder = staging.stage(function, tmp_path)
         assert (folder / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text()
         assert not (folder / "tests").exists()
         env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
         result = subprocess.run(
-            [PYTHON, "-c", probe, function.name, function.method],
+            [PYTHON, "-c", probe, function.name, function.method, queries.get(function.name, "")],
             cwd=folder,
             env=env,
             capture_output=True,

@@ -4,13 +4,9 @@ Only the allow-listed files of static/ are served (the SDK's two files there lin
 which scripts/setup installs; staging copies their contents), cacheable for five minutes.
 """
 
-from pathlib import Path
-
 from shared import activate_page, http
-
-STATIC = Path(__file__).resolve().parent / "static"
 
 
 @http.endpoint("activate/assets", method="GET")
 def activate_assets(call: http.Call) -> http.Reply:
-    return activate_page.asset(STATIC, call.query)
+    return activate_page.asset(activate_page.static_beside(__file__), call.query)
