@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentpack import staging
-from agentpack.functions_index import all_functions
+from agentpack.functions_index import Function, all_functions
 from tests.conftest import ROOT, function_client
 
 STATIC = ROOT / "functions" / "activate_assets" / "static"
@@ -82,3 +82,15 @@ def test_staging_copies_the_files_the_page_needs_and_not_links(tmp_path: Path) -
     [page] = [f for f in all_functions() if f.name == "activate"]
     assert (page.route, page.method) == ("activate", "GET")
     assert not (staging.stage(page, tmp_path) / "static").exists()
+
+
+def test_staging_leaves_out_a_link_with_nothing_behind_it(tmp_path: Path) -> None:
+    """A checkout without node_modules/ still stages (a deploy's dry run); the missing file is simply absent."""
+    source = tmp_path / "src" / "pages"
+    (source / "static").mkdir(parents=True)
+    (source / "main.py").write_text("from shared import http\n")
+    (source / "static" / "app.js").write_text("// ours\n")
+    (source / "static" / "firebase-app.js").symlink_to(tmp_path / "node_modules" / "nowhere.js")
+    function = Function(name="pages", route="pages", method="GET", source=source / "main.py")
+    staged = staging.stage(function, tmp_path / "build")
+    assert sorted(p.name for p in (staged / "static").iterdir()) == ["app.js"]
