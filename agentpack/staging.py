@@ -1,8 +1,10 @@
 """Build one self-contained source folder per function, ready for ``gcloud functions deploy``.
 
 Each folder holds the function's main.py, the modules of shared/ it imports
-(followed transitively), requirements.txt, and, when given, the capability
-public keys as capability_keys.json (read by shared/config.py when
+(followed transitively), its static/ files if it has any (their contents: links
+into node_modules/ are followed; one with nothing behind it is left out),
+requirements.txt, and, when given, the capability public keys as
+capability_keys.json (read by shared/config.py when
 AGENTPACK_CAPABILITY_PUBLIC_KEYS is unset). Beside them, ``firestore/`` holds
 firebase.json, firestore.rules and firestore.indexes.json for ``firebase deploy``.
 The sources come from the checkout or from the installed copy (functions_index).
@@ -58,6 +60,14 @@ def stage(function: Function, functions_dir: Path, capability_keys: str | None =
         shutil.rmtree(target)
     (target / "shared").mkdir(parents=True)
     shutil.copy2(function.source, target / "main.py")
+    static = function.source.parent / "static"
+    if static.is_dir():
+        # A link into node_modules/ with nothing behind it (no npm ci yet) is left out, as the firebase
+        # CLI is for a deploy: the function then answers 503 for that file and logs why.
+        (target / "static").mkdir()
+        for path in sorted(static.iterdir()):
+            if path.is_file():
+                shutil.copyfile(path, target / "static" / path.name)
     shutil.copy2(SOURCES.shared / "__init__.py", target / "shared" / "__init__.py")
     for module in sorted(needed_modules(function)):
         shutil.copy2(SOURCES.shared / f"{module}.py", target / "shared" / f"{module}.py")

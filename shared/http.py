@@ -30,13 +30,17 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 M = TypeVar("M", bound=schema.Body)
 F = TypeVar("F", bound=schema.Form)
 FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
 
 
 @dataclass(frozen=True)
 class Reply:
+    """An answer: a JSON object by default; with ``content_type`` set (``page``), ``body`` is the bytes sent."""
+
     status: int
-    body: Mapping[str, Any]
+    body: Mapping[str, Any] | bytes
     headers: Mapping[str, str] = field(default_factory=dict)
+    content_type: str = JSON
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class Call:
     request_id: str
     headers: Mapping[str, list[str]]  # lower-cased names, every value sent
     raw_body: bytes
+    query: Mapping[str, list[str]] = field(default_factory=dict)  # the URL's query parameters, every value sent
 
     def header(self, name: str) -> list[str]:
         return self.headers.get(name.lower(), [])
@@ -68,6 +73,11 @@ class Call:
 
 def reply(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Reply:
     return Reply(status, body, headers or {})
+
+
+def page(status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> Reply:
+    """A non-JSON answer (an HTML page, a script): ``body`` as is, with its ``content_type``."""
+    return Reply(status, body, headers or {}, content_type)
 
 
 def _form_object(raw: bytes) -> dict[str, str]:
@@ -119,12 +129,16 @@ def _headers(request: flask.Request) -> dict[str, list[str]]:
     return headers
 
 
+def _query(request: flask.Request) -> dict[str, list[str]]:
+    return {name: request.args.getlist(name) for name in request.args}
+
+
 def _respond(result: Reply, request_id: str) -> flask.Response:
-    response = flask.Response(
-        json.dumps(result.body, separators=(",", ":"), ensure_ascii=False),
-        status=result.status,
-        mimetype="application/json",
-    )
+    if isinstance(result.body, bytes):
+        response = flask.Response(result.body, status=result.status, content_type=result.content_type)
+    else:
+        text = json.dumps(result.body, separators=(",", ":"), ensure_ascii=False)
+        response = flask.Response(text, status=result.status, mimetype=JSON)
     response.headers["x-request-id"] = request_id
     # Identity answers carry keys and secrets: nothing may cache them.
     response.headers["Cache-Control"] = "no-store"
@@ -155,7 +169,7 @@ def endpoint(route: str, *, method: str = "POST", media: str = "application/json
                 if request.method != method:
                     raise errors.MethodNotAllowed(f"This route answers {method} only.")
                 raw = _read_body(request, media) if method == "POST" else b""
-                result = pipeline(Call(route, request_id, _headers(request), raw))
+                result = pipeline(Call(route, request_id, _headers(request), raw, _query(request)))
             except errors.Refused as refusal:
                 if isinstance(refusal, errors.ConfigRefused):  # logged here, once; never a token or body refusal
                     log.error("route=%s request_id=%s configuration refused: %s", route, request_id, refusal.reason)

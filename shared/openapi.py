@@ -202,7 +202,7 @@ class Route:
     callers: str
     request: type[schema.Body] | type[schema.Form] | None
     status: int
-    answer: type[answers.Answer]
+    answer: type[answers.Answer] | tuple[str, ...]  # a JSON model, or the media types of a page or file
     security: Security
     errors: Mapping[int, str] = field(default_factory=dict)  # the route's own, beside COMMON_ERRORS
     method: str = "POST"
@@ -531,6 +531,30 @@ ROUTES: tuple[Route, ...] = (
         media=http.FORM,
     ),
     Route(
+        "activate",
+        "The activation page (RFC 8628 §3.3): a person signs in, sees what a user code asks for, and decides.",
+        "Anyone: no credential (the page signs the person in with Firebase Authentication). ?user_code= pre-fills "
+        "the code. Strict Content-Security-Policy, no inline script, no cookies.",
+        None,
+        200,
+        ("text/html",),
+        (),
+        method="GET",
+    ),
+    Route(
+        "activate/assets",
+        "The activation page's files: ?file=app.js, app.css, firebase-app.js or firebase-auth.js (the Firebase JS "
+        "SDK, served from this origin). Any other name: 404.",
+        "Anyone: no credential. Cacheable for five minutes.",
+        None,
+        200,
+        ("text/javascript", "text/css"),
+        (),
+        {404: "not_found: not one of the page's files."},
+        method="GET",
+        cache_control="public, max-age=300",
+    ),
+    Route(
         "activate/lookup",
         "What a pending user code asks for: which agent, of which tenant, for which actions.",
         "A signed-in user (Firebase ID token) of the agent's tenant.",
@@ -795,7 +819,11 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         str(route.status): {
             "description": "Done.",
             "headers": {"x-request-id": {"$ref": "#/components/headers/RequestId"}, "Cache-Control": cache_control},
-            "content": {"application/json": {"schema": _schema(route.answer, schemas)}},
+            "content": (
+                {media: {"schema": {"type": "string"}} for media in route.answer}
+                if isinstance(route.answer, tuple)
+                else {"application/json": {"schema": _schema(route.answer, schemas)}}
+            ),
         },
         **_error_responses(route),
     }

@@ -42,9 +42,10 @@ def test_each_staged_function_stands_alone(tmp_path: Path) -> None:
         "client = create_app(target=sys.argv[1], source='main.py').test_client()\n"
         "form = {'data': '', 'content_type': 'application/x-www-form-urlencoded'}\n"
         "body = form if sys.argv[3] == 'form' else {'json': {}}\n"
-        "answer = client.post('/', **body) if sys.argv[2] == 'POST' else client.get('/')\n"
+        "answer = client.post('/', **body) if sys.argv[2] == 'POST' else client.get('/' + sys.argv[4])\n"
         "print(answer.status_code, json.dumps(answer.get_json()))\n"
     )
+    queries = {"activate_assets": "?file=firebase-auth.js"}  # a file staged beside main.py, served standalone
     for function in all_functions():
         folder = staging.stage(function, tmp_path)
         assert (folder / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text()
@@ -54,7 +55,7 @@ def test_each_staged_function_stands_alone(tmp_path: Path) -> None:
         env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AGENTPACK_TOKEN_SIGNING_KEYS": signing_keys}
         media = "form" if function.route.startswith("oauth/") else "json"
         result = subprocess.run(
-            [PYTHON, "-c", probe, function.name, function.method, media],
+            [PYTHON, "-c", probe, function.name, function.method, media, queries.get(function.name, "")],
             cwd=folder,
             env=env,
             capture_output=True,

@@ -32,6 +32,7 @@ from agentpack.cli import (
     delegations,
     deploy,
     keys,
+    login,
     reseal,
     secrets,
     settings,
@@ -635,4 +636,5 @@ def build_parser() -> argparse.ArgumentParser:
         ["agentpack token revoke < token.txt"],
     )
     c.add_argument("--token-file", metavar="FILE", help="read the token from FILE instead of standard input")
+    login.add_commands(b, top)  # login --device, whoami (agentpack/cli/login.py)
     return parser
