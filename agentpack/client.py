@@ -44,6 +44,7 @@ from agentpack import config, errors, models
 from agentpack.models import (
     Agent,
     AgentPage,
+    Allowed,
     AuditEvent,
     AuditPage,
     CapabilityRecord,
@@ -56,6 +57,9 @@ from agentpack.models import (
     KeyRevocation,
     MalformedAnswer,
     Page,
+    RelationsWritten,
+    RelationTuple,
+    RelationTuples,
     Secret,
     SecretDeletion,
     SecretInfo,
@@ -64,6 +68,11 @@ from agentpack.models import (
     Settings,
     TokenAnswer,
     TokenRevocation,
+    User,
+    UserGrant,
+    UserGrantRevocation,
+    UserGrants,
+    UserPage,
 )
 
 __version__ = "0.1.0"
@@ -74,6 +83,7 @@ MAX_ANSWER_BYTES = 16 * 1024 * 1024
 READ_ROUTES = frozenset({
     "agents/get", "agents/list", "device/list", "delegate/list",
     "secrets/get", "secrets/list", "settings/list", "audit/list",
+    "users/get", "users/list", "users/delegate/list", "authz/read", "authz/check",
 })  # fmt: skip
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -393,6 +403,101 @@ class Client:
     def list_delegations(self) -> Delegations:
         """``delegate/list``: what the calling agent granted and received."""
         return self._call("delegate/list", {}, Delegations)
+
+    # ------------------------------------------------------------ users, their grants, relations
+
+    def create_user(self, firebase_uid: str, *, tenant_id: str | None = None, display_name: str | None = None) -> User:
+        """``users/create`` (bridge key): register a Firebase account as a user (``409`` if it already is)."""
+        body = {"firebase_uid": firebase_uid, "tenant_id": tenant_id, "display_name": display_name}
+        return self._call("users/create", body, User)
+
+    def get_user(self, user_id: str | None = None) -> User:
+        """``users/get``: any user with the bridge key (``user_id`` required); a signed-in user itself."""
+        return self._call("users/get", {"user_id": user_id}, User)
+
+    def list_users(
+        self, *, tenant_id: str | None = None, page_size: int | None = None, page_token: str | None = None
+    ) -> UserPage:
+        """``users/list`` (bridge key): one page."""
+        body = {"tenant_id": tenant_id, "page_size": page_size, "page_token": page_token}
+        return self._call("users/list", body, UserPage)
+
+    def iter_users(self, *, tenant_id: str | None = None, page_size: int | None = None) -> Iterator[User]:
+        """Every user, page after page."""
+        return _pages(lambda token: self.list_users(tenant_id=tenant_id, page_size=page_size, page_token=token))
+
+    def update_user(self, user_id: str, *, display_name: str | None = None, disabled: bool | None = None) -> User:
+        """``users/update`` (bridge key). ``disabled=True`` holds at once for the user's tokens, grants and checks."""
+        body = {"user_id": user_id, "display_name": display_name, "disabled": disabled}
+        return self._call("users/update", body, User)
+
+    def grant_user_delegation(
+        self,
+        agent_id: str,
+        actions: Sequence[str],
+        *,
+        ttl_seconds: int | None = None,
+        user_id: str | None = None,
+    ) -> UserGrant:
+        """``users/delegate``: make ``agent_id`` the user's ``delegate_of`` for ``actions`` (of read, write,
+        delete, share). The bridge key names the user (``user_id``); a signed-in user grants for itself.
+        One grant per user and agent: granting again replaces it."""
+        if isinstance(actions, str):
+            raise TypeError("actions: a list of actions, such as ['read']")
+        body = {"agent_id": agent_id, "actions": list(actions), "ttl_seconds": ttl_seconds, "user_id": user_id}
+        return self._call("users/delegate", body, UserGrant)
+
+    def revoke_user_delegation(self, grant_id: str) -> UserGrantRevocation:
+        """``users/delegate/revoke``: the bridge key, the user, or the agent (its device key)."""
+        return self._call("users/delegate/revoke", {"grant_id": grant_id}, UserGrantRevocation)
+
+    def list_user_delegations(self) -> UserGrants:
+        """``users/delegate/list``: a user's grants given, or an agent's grants held (never the bridge key)."""
+        return self._call("users/delegate/list", {}, UserGrants)
+
+    def write_relations(
+        self,
+        writes: Sequence[RelationTuple] = (),
+        deletes: Sequence[RelationTuple] = (),
+        *,
+        tenant_id: str | None = None,
+    ) -> RelationsWritten:
+        """``authz/write``: all or nothing, at most 100 tuples in all. The bridge key names ``tenant_id``;
+        an agent whose scopes hold ``authz:write`` writes in its own tenant."""
+        body = {
+            "writes": [_tuple(item) for item in writes],
+            "deletes": [_tuple(item) for item in deletes],
+            "tenant_id": tenant_id,
+        }
+        return self._call("authz/write", body, RelationsWritten)
+
+    def read_relations(self, resource: str, *, tenant_id: str | None = None) -> RelationTuples:
+        """``authz/read``: the tuples of ``resource`` (bridge key with ``tenant_id``, or ``authz:read``)."""
+        return self._call("authz/read", {"resource": resource, "tenant_id": tenant_id}, RelationTuples)
+
+    def check(
+        self,
+        action: str,
+        resource: str,
+        *,
+        subject: str | None = None,
+        on_behalf_of: str | None = None,
+        token: str | None = None,
+        tenant_id: str | None = None,
+    ) -> Allowed:
+        """``authz/check``: may ``subject`` (or the holder of access ``token``) do ``action`` on ``resource``?
+        ``on_behalf_of`` (``user:usr_…``): the agent acts for that user. Give ``subject`` or ``token``."""
+        if (subject is None) == (token is None):
+            raise ValueError("give exactly one of subject or token")
+        body = {
+            "subject": subject,
+            "action": action,
+            "resource": resource,
+            "on_behalf_of": on_behalf_of,
+            "token": token,
+            "tenant_id": tenant_id,
+        }
+        return self._call("authz/check", body, Allowed)
 
     # ------------------------------------------------------------ secrets
 
@@ -730,6 +835,12 @@ class Client:
             kind = headers.get("content-type", "no content type")
             description = f"HTTP {status} ({kind}) is not an agentpack answer; is {self.base_url} the service?"
         return errors.UnexpectedResponse("unexpected_response", status, description, request_id)
+
+
+def _tuple(item: RelationTuple) -> dict[str, str]:
+    if not isinstance(item, RelationTuple):
+        raise TypeError("a relation tuple: RelationTuple(resource, relation, subject)")
+    return {"resource": item.resource, "relation": item.relation, "subject": item.subject}
 
 
 def _scope_list(scopes: Sequence[str] | None) -> list[str] | None:

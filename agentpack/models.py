@@ -374,6 +374,88 @@ class TokenRevocation:
     request_id: str | None = _answer_id()
 
 
+# ---------------------------------------------------------------- users, their grants, relations
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A person registered here (``users/create``), known by its Firebase UID."""
+
+    user_id: str
+    firebase_uid: str
+    tenant_id: str
+    display_name: str | None
+    disabled: bool
+    created_at: datetime
+    request_id: str | None = _answer_id()
+
+
+@dataclass(frozen=True, slots=True)
+class UserPage(Page[User]):
+    users: tuple[User, ...]
+    next_page_token: str | None
+    request_id: str | None = _answer_id()
+
+    @property
+    def items(self) -> tuple[User, ...]:
+        return self.users
+
+
+@dataclass(frozen=True, slots=True)
+class UserGrant:
+    """A user's grant to an agent (``users/delegate``): the agent is the user's ``delegate_of`` for ``actions``."""
+
+    grant_id: str
+    user_id: str
+    agent_id: str
+    actions: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None  # only in listings
+    request_id: str | None = _answer_id()
+
+
+@dataclass(frozen=True, slots=True)
+class UserGrantRevocation:
+    grant_id: str
+    revoked_at: datetime
+    request_id: str | None = _answer_id()
+
+
+@dataclass(frozen=True, slots=True)
+class UserGrants:
+    grants: tuple[UserGrant, ...]
+    request_id: str | None = _answer_id()
+
+
+@dataclass(frozen=True, slots=True)
+class RelationTuple:
+    """``resource`` (``<type>:<id>``) has ``subject`` (``user:usr_…`` or ``agent:agt_…``) as its ``relation``."""
+
+    resource: str
+    relation: str  # owner, editor or viewer
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class RelationsWritten:
+    written: int
+    deleted: int
+    request_id: str | None = _answer_id()
+
+
+@dataclass(frozen=True, slots=True)
+class RelationTuples:
+    tuples: tuple[RelationTuple, ...]
+    request_id: str | None = _answer_id()
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    allowed: bool
+    request_id: str | None = _answer_id()
+
+
 # ---------------------------------------------------------------- back to JSON
 
 

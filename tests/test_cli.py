@@ -574,3 +574,102 @@ def test_a_key_pair_gets_tokens_with_no_secret_sent(served: Served, operator: di
     ok("keys", "keypair", "--out", str(other), env=operator)
     forged = run("token", "get", "--key-pair", str(other), "--key-id", issued["key_id"], env=keyless)
     assert forged.returncode == 3 and "invalid_client" in forged.stderr
+
+
+# ---------------------------------------------------------------- users, grants, authz
+
+
+def test_users_grants_and_authz_with_the_bridge_key_and_an_agent(
+    served: Served, operator: dict[str, str], tmp_path: Path
+) -> None:
+    tenant = "t" + os.urandom(4).hex()
+    uid = f"ada-{os.urandom(6).hex()}"
+    user = as_json("users", "create", uid, "--tenant", tenant, "--name", "Ada", env=operator)
+    user_id = user["user_id"]
+    assert user_id.startswith("usr_") and (user["firebase_uid"], user["tenant_id"], user["disabled"]) == (
+        uid,
+        tenant,
+        False,
+    )
+    assert run("users", "create", uid, "--tenant", tenant, env=operator).returncode == 3  # 409: already registered
+    shown = ok("users", "get", user_id, env=operator).stdout
+    assert user_id in shown and "Ada" in shown and uid in shown
+    listed = as_json("users", "list", "--tenant", tenant, env=operator)
+    assert [u["user_id"] for u in listed["users"]] == [user_id] and listed["next_page_token"] is None
+    assert user_id in ok("users", "list", "--tenant", tenant, env=operator).stdout
+    assert as_json("users", "update", user_id, "--name", "Ada L.", env=operator)["display_name"] == "Ada L."
+    assert run("users", "update", user_id, env=operator).returncode == 2  # nothing to change
+
+    agent_id = as_json("agents", "create", "reader", "--scope", "authz:write,authz:read,authz:check", env=operator)[
+        "agent_id"
+    ]
+    ok("keys", "issue", "--agent", agent_id, "--out", str(tmp_path / "reader.key"), env=operator)
+    agent = {"AGENTPACK_URL": served.url, "AGENTPACK_DEVICE_KEY_FILE": str(tmp_path / "reader.key")}
+    plain = agent_env(served, tmp_path, operator, "plain")
+    doc, me, them = f"doc:{os.urandom(4).hex()}", f"agent:{agent_id}", f"user:{user_id}"
+
+    # write: the bridge key in the tenant it names, from options; an agent in its own tenant, from a file.
+    moved = as_json("authz", "write", "--tenant", tenant, "--owner", doc, them, env=operator)
+    assert moved == {"written": 1, "deleted": 0}
+    assert run("authz", "write", "--owner", doc, them, env=operator).returncode == 3  # no tenant: 400
+    assert run("authz", "write", "--tenant", tenant, env=operator).returncode == 2  # nothing to write
+    # ... the agent must be of the tenant: make it so, and read tuples from a file and from standard input.
+    agent_tenant = as_json("agents", "get", agent_id, env=operator)["tenant_id"]
+    assert agent_tenant == "default"
+    doc_here = f"doc:{os.urandom(4).hex()}"
+    tuples = tmp_path / "tuples.json"
+    tuples.write_text(json.dumps([{"resource": doc_here, "relation": "viewer", "subject": me}]))
+    assert as_json("authz", "write", "--file", str(tuples), env=agent) == {"written": 1, "deleted": 0}
+    both = json.dumps({"writes": [{"resource": doc_here, "relation": "editor", "subject": me}], "deletes": []})
+    assert as_json("authz", "write", "--file", "-", stdin=both, env=agent) == {"written": 1, "deleted": 0}
+    assert run("authz", "write", "--file", "-", stdin="[{}]", env=agent).returncode == 2
+    assert run("authz", "write", "--file", str(tuples), env=plain).returncode == 3  # no authz:write scope
+
+    read = as_json("authz", "read", doc_here, env=agent)["tuples"]
+    assert sorted((t["relation"], t["subject"]) for t in read) == [("editor", me), ("viewer", me)]
+    table = ok("authz", "read", doc, "--tenant", tenant, env=operator).stdout
+    assert table.splitlines()[0].split() == ["RESOURCE", "RELATION", "SUBJECT"] and them in table
+
+    # check: prints allowed or denied, exit 0 or 1.
+    allowed = run(
+        "authz", "check", "--tenant", tenant, "--subject", them, "--action", "share", "--resource", doc, env=operator
+    )
+    assert (allowed.returncode, allowed.stdout) == (0, "allowed\n")
+    denied = run("authz", "check", "--subject", me, "--action", "delete", "--resource", doc_here, env=agent)
+    assert (denied.returncode, denied.stdout) == (1, "denied\n")
+    assert (
+        run("authz", "check", "--subject", me, "--action", "write", "--resource", doc_here, env=agent).returncode == 0
+    )
+    as_data = run("--json", "authz", "check", "--subject", me, "--action", "delete", "--resource", doc_here, env=agent)
+    assert as_data.returncode == 1 and json.loads(as_data.stdout) == {"allowed": False}
+    refused = run("authz", "check", "--subject", me, "--action", "read", "--resource", doc_here, env=plain)
+    assert refused.returncode == 3 and refused.stdout == ""  # a refusal is not a denial
+    assert run("authz", "check", "--action", "read", "--resource", doc, env=operator).returncode == 2  # no subject
+
+    # grants: the bridge key grants for a user; acting for the user follows the grant.
+    other = as_json("users", "create", f"bo-{os.urandom(6).hex()}", env=operator)["user_id"]
+    ok("authz", "write", "--tenant", "default", "--editor", doc_here, f"user:{other}", env=operator)
+    on_behalf = ["authz", "check", "--subject", me, "--on-behalf-of", f"user:{other}", "--resource", doc_here]
+    assert run(*on_behalf, "--action", "write", env=agent).returncode == 1  # no grant yet
+    grant = as_json(
+        "grants", "create", agent_id, "--user", other, "--action", "read,write", "--ttl", "1h", env=operator
+    )
+    assert grant["grant_id"].startswith("ugr_") and grant["actions"] == ["read", "write"]
+    assert run(*on_behalf, "--action", "write", env=agent).returncode == 0
+    assert run(*on_behalf, "--action", "delete", env=agent).returncode == 1  # not granted
+    held = as_json("grants", "list", env=agent)["grants"]
+    assert [(g["grant_id"], g["revoked_at"]) for g in held] == [(grant["grant_id"], None)]
+    assert grant["grant_id"] in ok("grants", "list", env=agent).stdout
+    assert run("grants", "create", agent_id, "--action", "read", env=operator).returncode == 3  # no --user: 400
+    assert run("grants", "create", agent_id, "--user", other, env=operator).returncode == 2  # no --action
+    revoked = as_json("grants", "revoke", grant["grant_id"], env=operator)
+    assert revoked["grant_id"] == grant["grant_id"] and revoked["revoked_at"]
+    assert run(*on_behalf, "--action", "write", env=agent).returncode == 1
+
+    # disabling the user holds for its checks at once.
+    assert as_json("users", "update", user_id, "--disable", env=operator)["disabled"] is True
+    gone = run(
+        "authz", "check", "--tenant", tenant, "--subject", them, "--action", "read", "--resource", doc, env=operator
+    )
+    assert (gone.returncode, gone.stdout) == (1, "denied\n")
+    assert as_json("users", "update", user_id, "--enable", env=operator)["disabled"] is False

@@ -637,3 +637,86 @@ def test_the_device_key_names_its_agent() -> None:
     key = keys.new_device_key(ids.new_device_key_id(agent_id))
     assert agentpack.client.agent_of_device_key(key) == agent_id
     assert agentpack.client.agent_of_device_key("apkb_" + key[5:]) is None
+
+
+# ---------------------------------------------------------------- users, their grants, relations
+
+
+def _uid(name: str) -> str:
+    return f"{name}-{os.urandom(6).hex()}"  # the module's server outlives a test: a fresh account each run
+
+
+def test_users_are_created_read_listed_and_updated_with_the_bridge_key(server: str) -> None:
+    operator = bridge(server)
+    uid = _uid("ada")
+    tenant = "t" + os.urandom(4).hex()
+    ada = operator.create_user(uid, tenant_id=tenant, display_name="Ada")
+    assert isinstance(ada, agentpack.User) and ada.user_id.startswith("usr_")
+    assert (ada.firebase_uid, ada.tenant_id, ada.display_name, ada.disabled) == (uid, tenant, "Ada", False)
+    assert ada.request_id and ada.request_id.startswith("req_")
+    assert operator.get_user(ada.user_id) == ada
+    with pytest.raises(errors.Conflict):
+        operator.create_user(uid, tenant_id=tenant)
+    bob = operator.create_user(_uid("bob"), tenant_id=tenant)
+    assert bob.display_name is None
+    page = operator.list_users(tenant_id=tenant, page_size=1)
+    assert isinstance(page, agentpack.UserPage) and len(page.users) == 1 and page.next_page_token is not None
+    assert {u.user_id for u in operator.iter_users(tenant_id=tenant, page_size=1)} == {ada.user_id, bob.user_id}
+    renamed = operator.update_user(ada.user_id, display_name="Ada L.", disabled=True)
+    assert (renamed.display_name, renamed.disabled) == ("Ada L.", True)
+    assert operator.get_user(ada.user_id).disabled is True
+    with pytest.raises(errors.NotFound):
+        operator.get_user("usr_" + "0" * 22)
+    _, as_agent = new_agent_with_key(server)
+    with pytest.raises(errors.Forbidden):
+        as_agent.list_users()
+
+
+def test_a_user_grants_an_agent_and_checks_follow_the_grant(server: str) -> None:
+    operator = bridge(server)
+    tenant = "t" + os.urandom(4).hex()
+    user = operator.create_user(_uid("grace"), tenant_id=tenant)
+    agent = operator.create_agent("reader", tenant_id=tenant, scopes=["authz:write", "authz:read", "authz:check"])
+    as_agent = Client(server, device_key=str(operator.issue_key(agent.agent_id).device_key))
+    doc, me, them = f"doc:{os.urandom(4).hex()}", f"agent:{agent.agent_id}", f"user:{user.user_id}"
+
+    # The bridge key writes in the tenant it names; the agent, with authz:write, in its own.
+    written = operator.write_relations([agentpack.RelationTuple(doc, "owner", them)], tenant_id=tenant)
+    assert isinstance(written, agentpack.RelationsWritten) and (written.written, written.deleted) == (1, 0)
+    assert operator.write_relations([agentpack.RelationTuple(doc, "owner", them)], tenant_id=tenant).written == 0
+    assert as_agent.write_relations([agentpack.RelationTuple(doc, "viewer", me)]).written == 1
+    expected = {(doc, "owner", them), (doc, "viewer", me)}
+    for reader in (as_agent.read_relations(doc), operator.read_relations(doc, tenant_id=tenant)):
+        assert {(t.resource, t.relation, t.subject) for t in reader.tuples} == expected
+    assert operator.read_relations(doc, tenant_id="elsewhere").tuples == ()
+
+    assert operator.check("share", doc, subject=them, tenant_id=tenant).allowed is True
+    assert as_agent.check("read", doc, subject=me).allowed is True
+    assert as_agent.check("write", doc, subject=me).allowed is False
+    # Acting for the user needs a live grant: none yet.
+    assert as_agent.check("write", doc, subject=me, on_behalf_of=them).allowed is False
+    grant = operator.grant_user_delegation(agent.agent_id, ["read", "write"], ttl_seconds=600, user_id=user.user_id)
+    assert isinstance(grant, agentpack.UserGrant) and grant.grant_id.startswith("ugr_")
+    assert (grant.user_id, grant.agent_id, grant.actions) == (user.user_id, agent.agent_id, ("read", "write"))
+    assert grant.expires_at - grant.created_at == timedelta(seconds=600)
+    assert as_agent.check("write", doc, subject=me, on_behalf_of=them).allowed is True
+    assert as_agent.check("delete", doc, subject=me, on_behalf_of=them).allowed is False  # not granted
+    held = as_agent.list_user_delegations()
+    assert [(g.grant_id, g.revoked_at) for g in held.grants] == [(grant.grant_id, None)]
+
+    revoked = as_agent.revoke_user_delegation(grant.grant_id)  # the agent may end a grant it holds
+    assert isinstance(revoked, agentpack.UserGrantRevocation) and revoked.grant_id == grant.grant_id
+    assert as_agent.check("write", doc, subject=me, on_behalf_of=them).allowed is False
+    assert as_agent.list_user_delegations().grants[0].revoked_at == revoked.revoked_at
+
+    deleted = as_agent.write_relations(deletes=[agentpack.RelationTuple(doc, "viewer", me)])
+    assert (deleted.written, deleted.deleted) == (0, 1)
+    assert as_agent.check("read", doc, subject=me).allowed is False
+
+    with pytest.raises(errors.InvalidRequest):
+        operator.write_relations([agentpack.RelationTuple(doc, "owner", them)])  # the bridge names the tenant
+    with pytest.raises(ValueError):
+        operator.check("read", doc, tenant_id=tenant)  # neither subject nor token
+    _, plain = new_agent_with_key(server, "no-authz")
+    with pytest.raises(errors.Forbidden):
+        plain.read_relations(doc)

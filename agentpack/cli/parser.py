@@ -11,7 +11,8 @@ agent commands use the device key, else the token, else the bridge key.
 standard input or a file, never from arguments.
 
 Exit codes: 0 done; 1 the command's own failure (output could not be written,
-reseal left records behind, a deploy step failed or its tools are missing); 2 usage (bad arguments, no credential);
+reseal left records behind, a deploy step failed or its tools are missing), or
+'authz check' answered denied; 2 usage (bad arguments, no credential);
 3 refused by the service (a 4xx answer); 4 unavailable (503, cannot connect, no
 answer in time, or no agentpack service at that URL); 5 the service failed (500).
 Errors go to standard error as error: <code>: <description> (request <id>).
@@ -27,16 +28,19 @@ from agentpack import config
 from agentpack.cli import (
     agents,
     audit,
+    authz,
     bridge_key,
     capability,
     delegations,
     deploy,
+    grants,
     keys,
     login,
     reseal,
     secrets,
     settings,
     tokens,
+    users,
 )
 from agentpack.cli.context import DELEGABLE_ROUTES, Handler, duration, positive_int
 from agentpack.client import DEFAULT_TIMEOUT, __version__
@@ -351,6 +355,174 @@ def build_parser() -> argparse.ArgumentParser:
         "List the calling agent's delegations, granted and received.",
         ["agentpack delegations list"],
     )
+
+    # users
+    g = b.group(
+        top,
+        "users",
+        "register, read, list, rename, disable and enable users (people)",
+        "Users: people who sign in with Firebase Authentication, registered here by the bridge key.",
+        ["agentpack users create firebase-uid-123 --name Ada --tenant acme", "agentpack users list --tenant acme"],
+    )
+    c = b.command(
+        g,
+        "create",
+        users.users_create,
+        "register a Firebase account as a user (bridge key)",
+        "Register the Firebase account FIREBASE_UID as a user and print it (the same account twice: refused).",
+        ["agentpack users create firebase-uid-123 --name Ada --tenant acme"],
+    )
+    c.add_argument("firebase_uid", help="the account's Firebase UID")
+    c.add_argument("--tenant", help="its tenant (default: default)")
+    c.add_argument("--name", help="its display name")
+    c = b.command(
+        g,
+        "get",
+        users.users_get,
+        "show one user (bridge key)",
+        "Show a user.",
+        ["agentpack users get usr_..."],
+    )
+    c.add_argument("user_id", nargs="?", help="required with the bridge key")
+    c = b.command(
+        g,
+        "list",
+        users.users_list,
+        "list users (bridge key)",
+        "List users.",
+        ["agentpack users list --tenant acme --all"],
+    )
+    c.add_argument("--tenant", help="only this tenant's users")
+    _paging(c, 50)
+    c = b.command(
+        g,
+        "update",
+        users.users_update,
+        "rename, disable or enable a user (bridge key)",
+        "Change a user's display name, or disable it (at once: its tokens, grants and checks) or enable it.",
+        ["agentpack users update usr_... --name 'Ada L.'", "agentpack users update usr_... --disable"],
+    )
+    c.add_argument("user_id")
+    c.add_argument("--name", help="the new display name")
+    able = c.add_mutually_exclusive_group()
+    able.add_argument("--disable", dest="disabled", action="store_const", const=True, help="disable the user")
+    able.add_argument("--enable", dest="disabled", action="store_const", const=False, help="enable the user")
+
+    # a user's grants to agents
+    g = b.group(
+        top,
+        "grants",
+        "grant, revoke and list a user's grants to agents",
+        "Grants: a user makes an agent its delegate_of for some actions (read, write, delete, share), so\n"
+        "checks with --on-behalf-of the user may allow the agent what the user may do.",
+        ["agentpack grants create agt_... --user usr_... --action read --ttl 1h"],
+    )
+    c = b.command(
+        g,
+        "create",
+        grants.grants_create,
+        "let an agent act for a user (bridge key with --user)",
+        "Make AGENT_ID the user's delegate_of for --action, for --ttl (default and most: the\n"
+        "user_delegation_max_ttl_seconds setting). One grant per user and agent: granting again replaces it.",
+        ["agentpack grants create agt_... --user usr_... --action read,write --ttl 12h"],
+    )
+    c.add_argument("agent_id")
+    c.add_argument("--user", help="the user who grants (required with the bridge key)")
+    c.add_argument(
+        "--action", action="append", required=True, help="read, write, delete or share; repeat, or separate with commas"
+    )
+    c.add_argument("--ttl", type=duration, help="e.g. 3600, 12h or 7d")
+    c = b.command(
+        g,
+        "revoke",
+        grants.grants_revoke,
+        "end a grant (bridge key, the user, or the agent's device key)",
+        "End a user's grant at once.",
+        ["agentpack grants revoke ugr_..."],
+    )
+    c.add_argument("grant_id")
+    b.command(
+        g,
+        "list",
+        grants.grants_list,
+        "list the grants this agent holds (agent credential)",
+        "List the user grants the calling agent holds, revoked and expired ones included.",
+        ["AGENTPACK_DEVICE_KEY_FILE=dev.key agentpack grants list"],
+    )
+
+    # relations
+    g = b.group(
+        top,
+        "authz",
+        "write, read and check relationship tuples (who may do what to which resource)",
+        "Relationship tuples: RESOURCE (<type>:<id>) has SUBJECT (user:usr_... or agent:agt_...) as its\n"
+        "owner (read write delete share), editor (read write) or viewer (read). The bridge key names the\n"
+        "tenant (--tenant); an agent whose scopes hold authz:write, authz:read or authz:check works in its own.",
+        [
+            "agentpack authz write --tenant default --owner doc:42 user:usr_...",
+            "agentpack authz check --tenant default --subject agent:agt_... --on-behalf-of user:usr_... "
+            "--action read --resource doc:42",
+        ],
+    )
+    c = b.command(
+        g,
+        "write",
+        authz.authz_write,
+        "write and delete tuples, all or nothing",
+        "Write (--owner, --editor, --viewer) and delete (--delete) tuples in one all-or-nothing change,\n"
+        "at most 100 in all. --file reads JSON (a file, or - for standard input): a list of\n"
+        '{"resource", "relation", "subject"} objects to write, or {"writes": [...], "deletes": [...]}.',
+        [
+            "agentpack authz write --tenant default --owner doc:42 user:usr_...",
+            "agentpack authz write --tenant default --viewer doc:42 agent:agt_... --delete doc:42 editor user:usr_...",
+            "agentpack authz write --tenant default --file - < tuples.json",
+        ],
+    )
+    for relation in authz.RELATIONS:
+        c.add_argument(
+            f"--{relation}",
+            nargs=2,
+            action="append",
+            metavar=("RESOURCE", "SUBJECT"),
+            help=f"write: SUBJECT is RESOURCE's {relation}; repeat",
+        )
+    c.add_argument(
+        "--delete", nargs=3, action="append", metavar=("RESOURCE", "RELATION", "SUBJECT"), help="delete a tuple; repeat"
+    )
+    c.add_argument("--file", metavar="FILE", help="tuples as JSON from FILE (- for standard input)")
+    c.add_argument("--tenant", help="the tenant (required with the bridge key)")
+    c = b.command(
+        g,
+        "read",
+        authz.authz_read,
+        "list a resource's tuples",
+        "List the tuples of RESOURCE.",
+        ["agentpack authz read doc:42 --tenant default"],
+    )
+    c.add_argument("resource", help="<type>:<id>, e.g. doc:42")
+    c.add_argument("--tenant", help="the tenant (required with the bridge key)")
+    c = b.command(
+        g,
+        "check",
+        authz.authz_check,
+        "may a subject do an action on a resource? (exit 0 allowed, 1 denied)",
+        "Ask whether --subject (or the holder of an access token, --token) may do --action on --resource;\n"
+        "with --on-behalf-of, an agent acting for that user (it must be the user's delegate_of for the\n"
+        "action, and the user must be allowed). Prints allowed or denied.\n"
+        "Exit codes: 0 allowed, 1 denied, 2 usage, 3 refused (e.g. no authz:check scope), 4 unavailable.",
+        [
+            "agentpack authz check --tenant default --subject agent:agt_... --on-behalf-of user:usr_... "
+            "--action read --resource doc:42",
+            "agentpack authz check --subject user:usr_... --action write --resource doc:42 && echo may write",
+            "agentpack token get | agentpack authz check --token - --action read --resource doc:42",
+        ],
+    )
+    c.add_argument("--subject", help="user:usr_... or agent:agt_...")
+    c.add_argument("--on-behalf-of", metavar="USER", help="user:usr_...: the agent acts for this user")
+    c.add_argument("--action", required=True, help="read, write, delete or share")
+    c.add_argument("--resource", required=True, help="<type>:<id>")
+    c.add_argument("--token", metavar="FILE", help="check an access token's holder instead; read from FILE (- stdin)")
+    c.add_argument("--tenant", help="the tenant (required with the bridge key)")
 
     # secrets
     g = b.group(
