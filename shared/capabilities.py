@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from shared import change, clock, errors, ids, records, schema
+from shared import change, clock, config, errors, ids, records, schema
 from shared.principal import Principal
 from shared.records import CapabilityRecord
 
@@ -41,6 +41,13 @@ class Record(schema.Body):
 def record(body: Record, principal: Principal) -> dict[str, Any]:
     if body.exp <= body.iat:
         raise errors.InvalidRequest("exp: must be after iat")
+    # Claims no token of this deployment could carry are refused: an unknown kid, a life over the maximum.
+    known = config.capability_keys()
+    if known is None or body.kid not in known:
+        raise errors.InvalidRequest("kid: not a capability key of this deployment")
+    longest = config.get().capability_max_ttl_seconds
+    if body.exp - body.iat > longest:
+        raise errors.InvalidRequest(f"exp: at most {longest} seconds after iat")
     if not ids.is_agent_id(body.sub):
         raise errors.NotFound()
     path, agent_path = records.capability_path(body.jti), records.agent_path(body.sub)

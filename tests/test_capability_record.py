@@ -88,3 +88,23 @@ def test_exp_before_iat_and_unknown_agents(api: Api) -> None:
 def test_odd_but_legal_jtis_are_recorded(api: Api, jti: str) -> None:
     answer = api.bridge("capability/record", claims(api.new_agent(), jti=jti))
     assert answer.status_code == 201 and answer.get_json()["jti"] == jti
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"kid": "never-configured"}, "kid"),
+        ({"exp_after": 301}, "exp"),  # one second over capability_max_ttl_seconds (300)
+        ({"exp_after": 10**9}, "exp"),
+    ],
+)
+def test_claims_no_token_could_carry_are_refused(api: Api, override: dict[str, Any], field: str) -> None:
+    agent_id = api.new_agent()
+    body = claims(agent_id)
+    if "exp_after" in override:
+        body["exp"] = body["iat"] + override.pop("exp_after")
+    body.update(override)
+    answer = api.bridge("capability/record", body)
+    assert answer.status_code == 400, answer.get_json()
+    assert answer.get_json()["error_description"].startswith(field)
+    assert store.client().document(f"capability_tokens/j_{body['jti']}").get().exists is False
