@@ -95,13 +95,9 @@ def get(agent_id: str, principal: Principal) -> dict[str, Any]:
 def list_agents(body: ListAgents) -> dict[str, Any]:
     if body.page_token is not None and not ids.is_agent_id(body.page_token):
         raise errors.InvalidRequest("page_token: not a token from a previous page")
-    rows = store.query(
-        records.AGENTS,
-        equals={"tenant_id": body.tenant_id} if body.tenant_id is not None else None,
-        after_id=body.page_token,
-        limit=body.page_size + 1,
+    agents, next_token = store.tenant_page(
+        records.AGENTS, tenant_id=body.tenant_id, after_id=body.page_token, page_size=body.page_size
     )
-    agents, next_token = store.page(rows, body.page_size)
     return {"agents": [public(agent) for agent in agents], "next_page_token": next_token}
 
 

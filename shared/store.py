@@ -318,6 +318,19 @@ def query(
         return [(snap.id, snap.to_dict()) for snap in q.limit(limit).stream()]
 
 
+def tenant_page(
+    collection: str, *, tenant_id: str | None, after_id: str | None, page_size: int
+) -> tuple[list[Any], str | None]:
+    """One page of a top-level collection in ID order, of one tenant or all: the documents and the next token."""
+    rows = query(
+        collection,
+        equals={"tenant_id": tenant_id} if tenant_id is not None else None,
+        after_id=after_id,
+        limit=page_size + 1,
+    )
+    return page(rows, page_size)
+
+
 def create_once(path: str, data: Mapping[str, Any]) -> bool:
     """Create a document unless it exists, atomically: False if it did (a single-use value seen before)."""
     from google.api_core import exceptions as gexc

@@ -90,13 +90,9 @@ def get(user_id: str | None, principal: Principal) -> dict[str, Any]:
 def list_users(body: ListUsers) -> dict[str, Any]:
     if body.page_token is not None and not ids.is_user_id(body.page_token):
         raise errors.InvalidRequest("page_token: not a token from a previous page")
-    rows = store.query(
-        records.USERS,
-        equals={"tenant_id": body.tenant_id} if body.tenant_id is not None else None,
-        after_id=body.page_token,
-        limit=body.page_size + 1,
+    found, next_token = store.tenant_page(
+        records.USERS, tenant_id=body.tenant_id, after_id=body.page_token, page_size=body.page_size
     )
-    found, next_token = store.page(rows, body.page_size)
     return {"users": [public(user) for user in found], "next_page_token": next_token}
 
 
