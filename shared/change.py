@@ -8,6 +8,11 @@ after the revoke or disable that answered first), hands ``work`` a ``Change``
 to read and write through, and commits only if every change that wrote
 something also recorded its audit event: a write without its event is a bug,
 and nothing of it lands.
+
+Each event joins its chain (``audit_chain``) when the work is done: the heads
+of the chains the change could name up front (the caller's own agent or user,
+every agent or user it reads) come with the first read; any other costs one
+more read; every head is written once, with the change.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from shared import allowlist, audit, clock, credentials, errors, records, store
+from shared import allowlist, audit, audit_chain, clock, credentials, errors, records, store
 from shared.principal import Principal
 
 T = TypeVar("T")
@@ -34,6 +39,10 @@ class Change:
         self.writes = 0
         self.events = 0
         self.notes = 0
+        self._events: list[records.AuditEventRecord] = []  # linked to their chains by ``seal``
+        # Writes wait for ``seal``: the library refuses a read after a write, and a chain head may
+        # still need reading once the work is done.
+        self._writes: list[tuple[str, str, dict[str, Any] | None]] = []
 
     def __getitem__(self, path: str) -> Any:
         """A document read at the start of the change (None if absent); only paths named in ``reads``."""
@@ -50,19 +59,19 @@ class Change:
     def note(self, path: str, data: Mapping[str, Any]) -> None:
         """Bookkeeping that changes no identity state (a poll's time, a count of wrong codes): written
         with the change, audited by no event, and never counted as the change's writes."""
-        self._txn.set(path, dict(data))
+        self._writes.append(("set", path, dict(data)))
         self.notes += 1
 
     def create(self, path: str, data: Mapping[str, Any]) -> None:
-        self._txn.create(path, dict(data))
+        self._writes.append(("create", path, dict(data)))
         self.writes += 1
 
     def set(self, path: str, data: Mapping[str, Any]) -> None:
-        self._txn.set(path, dict(data))
+        self._writes.append(("set", path, dict(data)))
         self.writes += 1
 
     def delete(self, path: str) -> None:
-        self._txn.delete(path)
+        self._writes.append(("delete", path, None))
         self.writes += 1
 
     def record(self, action: str, target: dict[str, Any]) -> None:
@@ -70,8 +79,37 @@ class Change:
         event = audit.new_event(
             action, self._principal, target, at=self.now, retention_days=self.settings["audit_retention_days"]
         )
-        self._txn.create(records.audit_event_path(event["event_id"]), event)
+        self._events.append(event)
         self.events += 1
+
+    def adopt(self, event: records.AuditEventRecord, old_path: str) -> None:
+        """Move an event written before chains to its spread ID and its chain (the migration)."""
+        self._writes.append(("delete", old_path, None))
+        self._events.append(event)
+        self.events += 1
+
+    def seal(self) -> None:
+        """Write what the work wrote, then link its events to their chains in the order recorded and
+        write them and the chains' heads."""
+        chains = dict.fromkeys(records.audit_chain_path(event["chain"]) for event in self._events)
+        unread = [path for path in chains if path not in self._documents]
+        if unread:  # a chain no one could name before the work ran: one more read
+            self._documents.update(zip(unread, self._txn.get_many(unread), strict=True))
+        for operation, path, data in self._writes:
+            if operation == "delete":
+                self._txn.delete(path)
+            elif operation == "create":
+                self._txn.create(path, data or {})
+            else:
+                self._txn.set(path, data or {})
+        heads: dict[str, records.AuditChainRecord | None] = {path: self._documents[path] for path in chains}
+        for event in self._events:
+            path = records.audit_chain_path(event["chain"])
+            heads[path] = audit_chain.link(event, heads[path])
+            self._txn.create(records.audit_event_path(event["event_id"]), event)
+        for path, head in heads.items():
+            if head is not None:  # every chain here took an event: never None
+                self._txn.set(path, dict(head))
 
 
 def apply(
@@ -88,7 +126,9 @@ def apply(
     ``refused`` makes the error a fallen credential answers (``invalid_client`` at the OAuth
     endpoints, where the principal is a client still to be authenticated); ``401`` by default.
     """
-    named = list(dict.fromkeys([*reads, records.SETTINGS_PATH, *principal.standing_paths()]))
+    standing = principal.standing_paths()
+    heads = audit_chain.head_paths(principal, [*reads, *standing])
+    named = list(dict.fromkeys([*reads, records.SETTINGS_PATH, *standing, *heads]))
 
     def run(txn: store.Transaction) -> T:
         documents = dict(zip(named, txn.get_many(named), strict=True))
@@ -102,6 +142,7 @@ def apply(
         result = work(change)
         if change.writes and not change.events:
             raise errors.Internal()  # a change without its audit event: refuse to commit it
+        change.seal()
         return result
 
     return store.transact(run)

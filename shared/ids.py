@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import time
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 PART_LENGTH = 22  # 22 base62 digits carry about 131 random bits
@@ -22,7 +21,8 @@ DELEGATION_ID = re.compile(f"dlg_({_PART})({_PART})")
 USER_ID = re.compile(f"usr_{_PART}")
 GRANT_ID = re.compile(f"ugr_({_PART})({_PART})")
 FAMILY_ID = re.compile(f"rtf_({_PART})({_PART})({_PART})")
-EVENT_ID = re.compile(r"evt_[0-9]{13}[0-9A-Za-z]{10}")
+EVENT_ID = re.compile(f"evt_{_PART}")
+OLD_EVENT_ID = re.compile(r"evt_[0-9]{13}[0-9A-Za-z]{10}")  # before audit chains: time first
 
 
 def random_base62(length: int) -> str:
@@ -101,8 +101,8 @@ def key_of_family(family_id: str) -> str | None:
 
 
 def new_event_id() -> str:
-    # Milliseconds first, so document-ID order is time order (audit pages newest first).
-    return f"evt_{time.time_ns() // 1_000_000:013d}{random_base62(10)}"
+    # Random, not time-ordered: rising IDs would send every audit write to one key range.
+    return "evt_" + random_base62(PART_LENGTH)
 
 
 def agent_part(agent_id: str) -> str:

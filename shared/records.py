@@ -19,6 +19,7 @@ SECRETS = "secrets"  # a subcollection of each agent
 DELEGATIONS = "delegations"
 SETTINGS = "settings"
 AUDIT_EVENTS = "audit_events"
+AUDIT_CHAINS = "audit_chains"  # one head per chain of audit events
 CAPABILITY_TOKENS = "capability_tokens"
 USERS = "users"
 USER_GRANTS = "user_grants"
@@ -94,6 +95,23 @@ class AuditEventRecord(TypedDict):
     request_id: str
     subjects: list[str]  # every agent the event names, for one array-contains query
     expire_at: datetime  # the retention, for a Firestore TTL policy
+    logged_at: datetime  # when it was written, to the microsecond (system clock): the listing's order
+    shard: int  # 0..audit_chain.SHARDS-1, from the ID: spreads the listing's index over that many key ranges
+    chain: str  # "agent:agt_…", "user:usr_…", "settings" or "project" (audit_chain.chain_of)
+    seq: int  # 1, 2, … along the chain
+    prev_hash: str  # the chain's previous event's hash (audit_chain.GENESIS for seq 1)
+    prev_at: datetime | None  # the previous event's ``at`` (None for seq 1): tells expiry from removal
+    hash: str  # SHA-256 (hex) of the event's canonical encoding (audit_chain.canonical)
+
+
+class AuditChainRecord(TypedDict):
+    """The head of one chain: its last event, updated in the transaction that appends to it."""
+
+    chain: str
+    seq: int
+    hash: str
+    event_id: str
+    at: datetime
 
 
 class CapabilityRecord(TypedDict):
@@ -219,6 +237,10 @@ def delegation_path(delegation_id: str) -> str:
 
 def audit_event_path(event_id: str) -> str:
     return f"{AUDIT_EVENTS}/{event_id}"
+
+
+def audit_chain_path(chain: str) -> str:
+    return f"{AUDIT_CHAINS}/{chain}"
 
 
 def user_path(user_id: str) -> str:

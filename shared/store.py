@@ -367,3 +367,42 @@ def scan_group(collection: str, *, after_path: str | None, limit: int) -> list[t
         q = q.start_after({"__name__": db.document(after_path)})
     with faults_as_unavailable():
         return [(snap.reference.path, snap.to_dict()) for snap in q.limit(limit).stream()]
+
+
+def query_ordered(
+    collection: str,
+    *,
+    equals: dict[str, Any] | None = None,
+    contains: dict[str, Any] | None = None,
+    one_of: dict[str, list[Any]] | None = None,
+    order_by: Sequence[str],
+    descending: bool = False,
+    after: Sequence[Any] | None = None,
+    limit: int,
+) -> list[Doc]:
+    """Documents of a top-level collection ordered by several fields (all one direction), after the
+    cursor ``after`` (one value per ordering field). ``one_of`` is an ``in`` filter (at most 30 values)."""
+    from google.cloud import firestore
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    q: Any = client().collection(collection)
+    for field, value in (equals or {}).items():
+        q = q.where(filter=FieldFilter(field, "==", value))
+    for field, value in (contains or {}).items():
+        q = q.where(filter=FieldFilter(field, "array_contains", value))
+    for field, values in (one_of or {}).items():
+        q = q.where(filter=FieldFilter(field, "in", values))
+    direction = firestore.Query.DESCENDING if descending else firestore.Query.ASCENDING
+    for field in order_by:
+        q = q.order_by(field, direction=direction)
+    if after is not None:
+        q = q.start_after(dict(zip(order_by, after, strict=True)))
+    with faults_as_unavailable():
+        return [snap.to_dict() for snap in q.limit(limit).stream()]
+
+
+def count(collection: str) -> int:
+    """How many documents a top-level collection holds (one aggregation query)."""
+    with faults_as_unavailable():
+        (result,) = client().collection(collection).count().get()  # type: ignore[no-untyped-call]
+        return int(result[0].value)

@@ -8,6 +8,7 @@ that keep exactly the events naming an agent, events of a fixed shape whose ``re
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -305,8 +306,7 @@ def test_a_sane_request_id_sent_by_the_caller_is_the_one_on_the_event(api: Api) 
 
 def test_events_are_newest_first(api: Api, story: dict[str, Any]) -> None:
     events = all_events(api)
-    ids_ = [e["event_id"] for e in events]
-    assert ids_ == sorted(ids_, reverse=True)
+    assert [e["request_id"] for e in events] == list(reversed(story["caused"]))  # the order they were caused in
     times = [parse_time(e["at"]) for e in events]
     assert times == sorted(times, reverse=True)
     assert events[0]["action"] == "setting.set"
@@ -435,6 +435,8 @@ def test_a_bad_page_token_is_400_naming_page_token(api: Api, story: dict[str, An
         story["alice"],
         "a" * 257,
         "evt_0000000000000" + "\u0000" * 10,
+        good.replace(good[0], "+" if good[0] != "+" else "/", 1),  # standard base64, not base64url
+        _token(T0, "evt_" + "!" * 22),  # decodes, but to no event ID
     ]:
         answer = api.bridge("audit/list", {"page_token": token})
         assert "page_token" in assert_error(answer, 400, "invalid_request"), token
@@ -444,13 +446,16 @@ def test_a_bad_page_token_is_400_naming_page_token(api: Api, story: dict[str, An
         assert "page_token" in assert_error(answer, 400, "invalid_request")
 
 
+def _token(logged_at: datetime, event_id: str) -> str:
+    raw = ((logged_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)).to_bytes(8, "big", signed=True)
+    return base64.urlsafe_b64encode(raw + event_id[4:].encode()).decode()
+
+
 def test_a_well_formed_page_token_that_names_no_event_still_pages(api: Api, story: dict[str, Any]) -> None:
     # Older than every event: nothing after it. Newer than every event: everything.
-    assert api.bridge("audit/list", {"page_token": "evt_0000000000000aaaaaaaaaa"}).get_json() == {
-        "events": [],
-        "next_page_token": None,
-    }
-    answer = api.bridge("audit/list", {"page_token": "evt_9999999999999zzzzzzzzzz"})
+    old = _token(datetime(2000, 1, 1, tzinfo=UTC), "evt_" + "0" * 22)
+    assert api.bridge("audit/list", {"page_token": old}).get_json() == {"events": [], "next_page_token": None}
+    answer = api.bridge("audit/list", {"page_token": _token(datetime(2999, 1, 1, tzinfo=UTC), "evt_" + "z" * 22)})
     assert answer.status_code == 200
     assert answer.get_json()["events"] == all_events(api)
 
