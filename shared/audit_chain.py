@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -163,9 +163,16 @@ def _written_at(event: dict[str, Any], rest: Iterator[dict[str, Any]]) -> int | 
     return None
 
 
-def check_chain(chain: str, head: dict[str, Any] | None, events: Iterable[dict[str, Any]], now: datetime) -> ChainCheck:
+def check_chain(
+    chain: str,
+    head: dict[str, Any] | None,
+    events: Iterable[dict[str, Any]],
+    now: datetime,
+    reread: Callable[[], dict[str, Any] | None] | None = None,
+) -> ChainCheck:
     """Walk one chain's events in seq order and stop at its first break.
 
+    ``reread`` fetches the head again when events past it turn up (the service kept writing).
     A missing stretch counts as expired, not removed, only if its newest event is older than
     ``MIN_RETENTION``: its time is the next event's ``prev_at``, or the head's ``at`` at the end.
     """
@@ -203,8 +210,13 @@ def check_chain(chain: str, head: dict[str, Any] | None, events: Iterable[dict[s
     if head is None:
         last = previous or {}
         return broken("removed", last.get("seq"), last.get("event_id"), "the chain's head is missing")
-    head_seq, head_at = int(head["seq"]), head["at"]
     last_seq = previous["seq"] if previous is not None else 0
+    if last_seq > int(head["seq"]) and reread is not None:
+        fresh = reread()  # events past the head read first: written since, or not by the service
+        if fresh is not None and int(fresh["seq"]) > last_seq:
+            return result  # written since, after the last event walked: nothing to compare
+        head = fresh or head
+    head_seq, head_at = int(head["seq"]), head["at"]
     if head_seq > last_seq:
         if head_at + MIN_RETENTION > now:
             missing = f"seq {last_seq + 1}" if head_seq == last_seq + 1 else f"seq {last_seq + 1} to {head_seq}"
@@ -215,20 +227,21 @@ def check_chain(chain: str, head: dict[str, Any] | None, events: Iterable[dict[s
     return result
 
 
-def _events_of(chain: str, up_to: int) -> Iterator[dict[str, Any]]:
-    """A chain's events in (seq, ID) order, up to seq ``up_to`` (later ones were written after its head was read)."""
+def _events_of(chain: str) -> Iterator[dict[str, Any]]:
+    """A chain's events in (seq, ID) order."""
     after: Sequence[Any] | None = None
     while True:
         page = store.query_ordered(
             records.AUDIT_EVENTS, equals={"chain": chain}, order_by=("seq", "event_id"), after=after, limit=PAGE
         )
-        for event in page:
-            if event["seq"] > up_to:
-                return
-            yield event
+        yield from page
         if len(page) < PAGE:
             return
         after = (page[-1]["seq"], page[-1]["event_id"])
+
+
+def _head_reader(chain: str) -> Callable[[], dict[str, Any] | None]:
+    return lambda: store.get_many([records.audit_chain_path(chain)])[0]
 
 
 def _pages(collection: str) -> Iterator[tuple[str, Any]]:
@@ -249,7 +262,7 @@ def verify(now: datetime) -> Report:
     known: set[str] = set()
     for chain, head in _pages(records.AUDIT_CHAINS):
         known.add(chain)
-        checked = check_chain(chain, head, _events_of(chain, int(head["seq"])), now)
+        checked = check_chain(chain, head, _events_of(chain), now, _head_reader(chain))
         _tally(report, checked)
     if report.events >= stored:
         return report

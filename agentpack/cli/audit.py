@@ -1,9 +1,13 @@
-"""agentpack audit list."""
+"""agentpack audit list (through the service), and audit verify and audit migrate (straight in the datastore,
+like reseal: FIRESTORE_EMULATOR_HOST, or Google credentials)."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 from agentpack.cli import output
-from agentpack.cli.context import EXIT_OK, Context, paged
+from agentpack.cli.context import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_UNAVAILABLE, Context, paged
 from agentpack.models import AuditEvent, to_dict
 
 
@@ -46,3 +50,59 @@ def audit_list(ctx: Context) -> int:
     rows = [(e.at, e.action, _actor(e), _target(e), e.target.get("agent_id"), e.request_id) for e in events]
     output.table(("at", "action", "actor", "target", "target_agent", "request_id"), rows, ctx.out)
     return EXIT_OK
+
+
+def _datastore(work: Callable[[], int], ctx: Context) -> int:
+    """Run operator work straight against the datastore, answering its failures as exit codes."""
+    from shared import errors as service_errors
+
+    try:
+        return work()
+    except service_errors.ConfigRefused as refusal:
+        print(f"error: configuration refused: {refusal.reason}", file=ctx.err)
+        return EXIT_UNAVAILABLE
+    except service_errors.ApiError as error:
+        print(f"error: {error.code}: {error.description}", file=ctx.err)
+        return EXIT_UNAVAILABLE if error.status == 503 else EXIT_INTERNAL
+
+
+def audit_verify(ctx: Context) -> int:
+    """Walk every audit chain in the datastore; exit 1 naming each chain's first break."""
+    from shared import audit_chain, clock
+
+    def work() -> int:
+        report = audit_chain.verify(clock.now())
+        if ctx.json:
+            ctx.print_json(
+                {
+                    "whole": report.whole,
+                    "chains": report.chains,
+                    "events": report.events,
+                    "expired": report.expired,
+                    "findings": [dataclasses.asdict(finding) for finding in report.findings],
+                }
+            )
+        else:
+            for finding in report.findings:
+                print(finding, file=ctx.out)
+            state = "whole" if report.whole else f"{len(report.findings)} broken"
+            counts = f"{report.chains} chains, {report.events} events, {report.expired} expired"
+            print(f"{state}: {counts}", file=ctx.out)
+        return EXIT_OK if report.whole else EXIT_FAILED
+
+    return _datastore(work, ctx)
+
+
+def audit_migrate(ctx: Context) -> int:
+    """Move events written before chains to spread IDs and their chains (resumable; a second run changes nothing)."""
+    from shared import audit_migration
+
+    def progress(done: audit_migration.Progress) -> None:
+        print(f"progress: {done.seen} events seen, {done.moved} moved; last {done.last}", file=ctx.out, flush=True)
+
+    def work() -> int:
+        done = audit_migration.migrate(progress)
+        print(f"done: {done.seen} events seen, {done.moved} moved to their chains", file=ctx.out)
+        return EXIT_OK
+
+    return _datastore(work, ctx)

@@ -633,6 +633,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--agent", help="events naming this agent (actor, acted for, or target)")
     c.add_argument("--action", help="e.g. device.issue, secret.put, delegation.grant")
     _paging(c, 50)
+    b.command(
+        g,
+        "verify",
+        audit.audit_verify,
+        "check every audit chain (offline, datastore)",
+        "Walk every audit chain straight in the datastore (FIRESTORE_EMULATOR_HOST, or Google\n"
+        "credentials) and name the first event of each chain that was altered, removed or reordered.\n"
+        "Exit 0 when every chain is whole, 1 otherwise. See docs/audit.md.",
+        ["agentpack audit verify", "agentpack --json audit verify"],
+    )
+    b.command(
+        g,
+        "migrate",
+        audit.audit_migrate,
+        "move events written before chains to their chains (offline, datastore)",
+        "Move audit events with time-ordered IDs to random IDs and build their chains, straight in\n"
+        "the datastore. Resumable (run it again after an interruption); a second run changes nothing.",
+        ["agentpack audit migrate"],
+    )
 
     # capability tokens
     g = b.group(
