@@ -1,8 +1,9 @@
 """Tamper-evident audit chains: which chain an event joins, how it is hashed and linked, and how a chain
 is verified.
 
-Every event belongs to one chain: the first agent or user it names (target agent, target user, the agent
-acted for, the acting agent, the acting user), ``settings`` for ``setting.set``, else ``project``. Along
+Every event belongs to one chain, named by the first agent or user ID it names (target agent, target user,
+the agent acted for, the acting agent, the acting user), ``settings`` for ``setting.set``, else
+``project``. (Bare IDs, with no ``kind:`` prefix: a colon in a document ID trips the REST API.) Along
 its chain an event carries ``seq`` (1, 2, …), ``prev_hash`` (the previous event's hash, ``GENESIS`` for
 seq 1), ``prev_at`` (the previous event's ``at``) and ``hash``: SHA-256 over its canonical encoding.
 A head document per chain (``audit_chains/{chain}``) holds the last event's seq, hash, ID and time; it is
@@ -47,10 +48,8 @@ def chain_of(action: str, actor: dict[str, Any], target: dict[str, Any]) -> str:
         actor.get("user_id"),
     )
     for value in named:
-        if isinstance(value, str) and ids.is_agent_id(value):
-            return "agent:" + value
-        if isinstance(value, str) and ids.is_user_id(value):
-            return "user:" + value
+        if isinstance(value, str) and (ids.is_agent_id(value) or ids.is_user_id(value)):
+            return value  # the ID's prefix says whether an agent's or a user's
     return PROJECT_CHAIN
 
 
@@ -61,14 +60,13 @@ def shard_of(event_id: str) -> int:
 def head_paths(principal: Principal, reads: Iterable[str]) -> list[str]:
     """The chain heads a change can name before it runs: the caller's own agent and user, every agent
     or user document it reads, and the settings chain when it reads the settings by name."""
-    chains = [f"agent:{a}" for a in (principal.actor_id, principal.agent_id) if a]
-    chains += [f"user:{principal.user_id}"] if principal.user_id else []
+    chains = [name for name in (principal.actor_id, principal.agent_id, principal.user_id) if name]
     for path in reads:
         collection, _, name = path.partition("/")
-        if collection == records.AGENTS and ids.is_agent_id(name):
-            chains.append("agent:" + name)
-        elif collection == records.USERS and ids.is_user_id(name):
-            chains.append("user:" + name)
+        if (collection == records.AGENTS and ids.is_agent_id(name)) or (
+            collection == records.USERS and ids.is_user_id(name)
+        ):
+            chains.append(name)
         elif path == records.SETTINGS_PATH:
             chains.append(SETTINGS_CHAIN)
     return [records.audit_chain_path(chain) for chain in dict.fromkeys(chains)]

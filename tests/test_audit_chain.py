@@ -73,7 +73,7 @@ def history(api: Api) -> str:
 
 def test_an_agents_changes_form_one_chain_and_its_head_names_the_last(api: Api) -> None:
     agent = history(api)
-    linked = chain("agent:" + agent)
+    linked = chain(agent)
     assert [e["action"] for e in linked] == [
         "agent.create",
         "device.issue",
@@ -89,8 +89,8 @@ def test_an_agents_changes_form_one_chain_and_its_head_names_the_last(api: Api) 
         assert event["hash"] == audit_chain.digest(event) and len(event["hash"]) == 64
         assert ids.EVENT_ID.fullmatch(event["event_id"]) and event["shard"] == audit_chain.shard_of(event["event_id"])
     last = linked[-1]
-    assert head("agent:" + agent) == {
-        "chain": "agent:" + agent,
+    assert head(agent) == {
+        "chain": agent,
         "seq": 5,
         "hash": last["hash"],
         "event_id": last["event_id"],
@@ -104,21 +104,19 @@ def test_different_agents_land_on_different_chains_and_settings_on_their_own(api
     one, two = api.new_agent("one"), api.new_agent("two")
     api.new_key(two)
     assert api.bridge("settings/set", {"key": "device_key_max_active", "value": 5}).status_code == 200
-    assert Counter(e["chain"] for e in events()) == {"agent:" + one: 1, "agent:" + two: 2, "settings": 1}
-    assert {e["seq"] for e in chain("agent:" + one)} == {1}
+    assert Counter(e["chain"] for e in events()) == {one: 1, two: 2, "settings": 1}
+    assert {e["seq"] for e in chain(one)} == {1}
     assert verify().whole
 
 
 def test_the_chain_rule() -> None:
     agent, other, user = "agt_" + "a" * 22, "agt_" + "b" * 22, "usr_" + "c" * 22
     bridge, acting = {"kind": "bridge"}, {"kind": "agent", "agent_id": other}
-    assert audit_chain.chain_of("agent.update", bridge, {"agent_id": agent}) == "agent:" + agent
-    assert (
-        audit_chain.chain_of("secret.put", {**acting, "on_behalf_of": agent}, {"agent_id": agent}) == "agent:" + agent
-    )
-    assert audit_chain.chain_of("delegation.grant", acting, {"from_agent": other}) == "agent:" + other
-    assert audit_chain.chain_of("user.update", bridge, {"user_id": user}) == "user:" + user
-    assert audit_chain.chain_of("relation.write", {"kind": "user", "user_id": user}, {}) == "user:" + user
+    assert audit_chain.chain_of("agent.update", bridge, {"agent_id": agent}) == agent
+    assert audit_chain.chain_of("secret.put", {**acting, "on_behalf_of": agent}, {"agent_id": agent}) == agent
+    assert audit_chain.chain_of("delegation.grant", acting, {"from_agent": other}) == other
+    assert audit_chain.chain_of("user.update", bridge, {"user_id": user}) == user
+    assert audit_chain.chain_of("relation.write", {"kind": "user", "user_id": user}, {}) == user
     assert audit_chain.chain_of("setting.set", acting, {"agent_id": agent}) == "settings"
     assert audit_chain.chain_of("relation.write", bridge, {"tenant_id": "t"}) == "project"
     # A value that is no agent or user ID never names a chain (nor a document path).
@@ -134,8 +132,8 @@ def test_several_events_of_one_change_on_one_chain_follow_each_other(api: Api) -
         c.record("agent.update", target)
 
     change.apply(BRIDGE.for_request("two-events"), [records.agent_path(agent)], twice)
-    assert [e["seq"] for e in chain("agent:" + agent)] == [1, 2, 3]
-    assert head("agent:" + agent)["seq"] == 3  # type: ignore[index]
+    assert [e["seq"] for e in chain(agent)] == [1, 2, 3]
+    assert head(agent)["seq"] == 3  # type: ignore[index]
     assert verify().whole
 
 
@@ -151,10 +149,10 @@ def test_a_head_named_up_front_costs_no_second_read(api: Api, monkeypatch: pytes
     monkeypatch.setattr(store.Transaction, "get_many", counted)
     assert api.bridge("agents/update", {"agent_id": agent, "display_name": "x"}).status_code == 200
     (first,) = reads  # the agent's head came with the change's one read
-    assert records.audit_chain_path("agent:" + agent) in first
+    assert records.audit_chain_path(agent) in first
     reads.clear()
     created = api.new_agent()  # a new agent's chain cannot be named before the work: one more read
-    assert reads[1:] == [[records.audit_chain_path("agent:" + created)]] and len(reads) == 2
+    assert reads[1:] == [[records.audit_chain_path(created)]] and len(reads) == 2
 
 
 def test_concurrent_changes_of_one_agent_leave_an_unbroken_chain(api: Api) -> None:
@@ -173,7 +171,7 @@ def test_concurrent_changes_of_one_agent_leave_an_unbroken_chain(api: Api) -> No
         thread.join()
     changed = done.count(200)
     assert changed >= 1 and set(done) <= {200, 503}
-    linked = chain("agent:" + agent)
+    linked = chain(agent)
     assert [e["seq"] for e in linked] == list(range(1, changed + 2))  # agent.create, then every rename
     assert verify().whole
 
@@ -183,7 +181,7 @@ def test_concurrent_changes_of_one_agent_leave_an_unbroken_chain(api: Api) -> No
 
 def test_an_altered_field_is_caught_at_that_event(api: Api) -> None:
     agent = history(api)
-    third = chain("agent:" + agent)[2]
+    third = chain(agent)[2]
     update(third, request_id="forged")
     finding = only_finding(verify())
     assert (finding.kind, finding.event_id, finding.seq) == ("altered", third["event_id"], 3)
@@ -191,7 +189,7 @@ def test_an_altered_field_is_caught_at_that_event(api: Api) -> None:
 
 def test_an_altered_event_with_its_hash_recomputed_breaks_the_next_link(api: Api) -> None:
     agent = history(api)
-    linked = chain("agent:" + agent)
+    linked = chain(agent)
     forged = {**linked[1], "target": {**linked[1]["target"], "label": "forged"}}
     update(linked[1], target=forged["target"], hash=audit_chain.digest(forged))
     finding = only_finding(verify())
@@ -201,7 +199,7 @@ def test_an_altered_event_with_its_hash_recomputed_breaks_the_next_link(api: Api
 
 def test_a_removed_event_is_caught_by_its_place(api: Api) -> None:
     agent = history(api)
-    linked = chain("agent:" + agent)
+    linked = chain(agent)
     delete(linked[2])
     finding = only_finding(verify())
     assert (finding.kind, finding.seq) == ("removed", 3)
@@ -210,7 +208,7 @@ def test_a_removed_event_is_caught_by_its_place(api: Api) -> None:
 
 def test_removing_the_last_event_is_caught_by_the_head(api: Api) -> None:
     agent = history(api)
-    last = chain("agent:" + agent)[-1]
+    last = chain(agent)[-1]
     delete(last)
     finding = only_finding(verify())
     assert (finding.kind, finding.event_id, finding.seq) == ("removed", last["event_id"], 5)
@@ -219,17 +217,17 @@ def test_removing_the_last_event_is_caught_by_the_head(api: Api) -> None:
 def test_removing_the_last_event_and_rewinding_the_head_is_what_a_checkpoint_is_for(api: Api) -> None:
     # docs/audit.md: someone who can write the database can cut a chain's tail and its head together.
     agent = history(api)
-    linked = chain("agent:" + agent)
+    linked = chain(agent)
     delete(linked[-1])
     before = linked[-2]
-    rewound = {"chain": "agent:" + agent, "seq": 4, "hash": before["hash"], "event_id": before["event_id"]}
-    store.client().document(records.audit_chain_path("agent:" + agent)).set({**rewound, "at": before["at"]})
+    rewound = {"chain": agent, "seq": 4, "hash": before["hash"], "event_id": before["event_id"]}
+    store.client().document(records.audit_chain_path(agent)).set({**rewound, "at": before["at"]})
     assert verify().whole
 
 
 def test_a_replaced_last_event_is_caught_by_the_head(api: Api) -> None:
     agent = history(api)
-    last = chain("agent:" + agent)[-1]
+    last = chain(agent)[-1]
     forged = {**last, "request_id": "forged"}
     update(last, request_id="forged", hash=audit_chain.digest(forged))
     finding = only_finding(verify())
@@ -238,7 +236,7 @@ def test_a_replaced_last_event_is_caught_by_the_head(api: Api) -> None:
 
 def test_two_events_swapped_are_caught_as_reordered(api: Api) -> None:
     agent = history(api)
-    linked = chain("agent:" + agent)
+    linked = chain(agent)
     second, third = linked[1], linked[2]
     update(second, seq=third["seq"], prev_hash=third["prev_hash"], prev_at=third["prev_at"])
     update(third, seq=second["seq"], prev_hash=second["prev_hash"], prev_at=second["prev_at"])
@@ -249,7 +247,7 @@ def test_two_events_swapped_are_caught_as_reordered(api: Api) -> None:
 
 def test_two_events_swapped_and_rehashed_are_caught_as_reordered(api: Api) -> None:
     agent = history(api)
-    linked = chain("agent:" + agent)
+    linked = chain(agent)
     second, third = linked[1], linked[2]
     moved_third = {**third, "seq": 2, "prev_hash": second["prev_hash"], "prev_at": second["prev_at"]}
     moved_third["hash"] = audit_chain.digest(moved_third)
@@ -263,19 +261,19 @@ def test_two_events_swapped_and_rehashed_are_caught_as_reordered(api: Api) -> No
 
 def test_a_removed_head_and_an_event_moved_to_another_chain_are_caught(api: Api) -> None:
     agent = history(api)
-    store.client().document(records.audit_chain_path("agent:" + agent)).delete()
+    store.client().document(records.audit_chain_path(agent)).delete()
     finding = only_finding(verify())
-    assert (finding.kind, finding.chain) == ("removed", "agent:" + agent)
+    assert (finding.kind, finding.chain) == ("removed", agent)
     assert "head is missing" in finding.detail
 
 
 def test_an_event_moved_to_another_chain_is_caught(api: Api) -> None:
     agent, other = history(api), api.new_agent("other")
-    moved = chain("agent:" + agent)[1]
-    update(moved, chain="agent:" + other)
+    moved = chain(agent)[1]
+    update(moved, chain=other)
     chains = {f.chain: f for f in verify().findings}
-    assert chains["agent:" + agent].kind == "removed" and chains["agent:" + agent].seq == 2
-    assert (chains["agent:" + other].kind, chains["agent:" + other].event_id) == ("altered", moved["event_id"])
+    assert chains[agent].kind == "removed" and chains[agent].seq == 2
+    assert (chains[other].kind, chains[other].event_id) == ("altered", moved["event_id"])
 
 
 # ================================================================ retention
@@ -284,7 +282,7 @@ def test_an_event_moved_to_another_chain_is_caught(api: Api) -> None:
 def test_events_old_enough_to_have_expired_are_counted_not_flagged(api: Api, frozen_clock: Any) -> None:
     frozen_clock(T0)
     agent = history(api)
-    linked = chain("agent:" + agent)
+    linked = chain(agent)
     for event in linked[:2]:  # the oldest events, as the TTL policy removes them
         delete(event)
     delete(linked[3])  # one in the middle
@@ -314,11 +312,11 @@ def test_agentpack_audit_verify_exits_0_with_counts_and_1_naming_the_event(api: 
     whole = cli("audit", "verify", emulator_host=emulator_host)
     assert whole.returncode == 0, whole.stderr
     assert whole.stdout.strip() == "whole: 1 chains, 5 events, 0 expired"
-    third = chain("agent:" + agent)[2]
+    third = chain(agent)[2]
     update(third, action="agent.create")
     broken = cli("audit", "verify", emulator_host=emulator_host)
     assert broken.returncode == 1
-    assert f"chain agent:{agent}: altered: event {third['event_id']} (seq 3)" in broken.stdout
+    assert f"chain {agent}: altered: event {third['event_id']} (seq 3)" in broken.stdout
     report = json.loads(cli("--json", "audit", "verify", emulator_host=emulator_host).stdout)
     assert report["whole"] is False and report["findings"][0]["event_id"] == third["event_id"]
 
@@ -370,7 +368,7 @@ def test_the_migration_moves_old_events_into_chains_in_the_order_of_their_old_id
     done = audit_migration.migrate(lambda progress: None)
     assert (done.seen, done.moved) == (7, 7)
     assert not any(ids.OLD_EVENT_ID.fullmatch(e["event_id"]) for e in events())
-    linked = chain("agent:" + agent)
+    linked = chain(agent)
     assert [e["request_id"] for e in linked] == [f"old-{int(written_id[4:17])}" for written_id in written]
     assert [e["seq"] for e in linked] == [1, 2, 3, 4, 5]
     assert all(
@@ -404,7 +402,7 @@ def test_an_interrupted_migration_carries_on_where_it_stopped(api: Api) -> None:
     assert verify().findings[-1].kind == "unchained"  # half done: the rest is reported, not hidden
     api.new_agent("meanwhile")  # the service keeps writing chained events in between
     audit_migration.migrate(lambda progress: None, page_size=3)
-    linked = chain("agent:" + agent)
+    linked = chain(agent)
     assert [e["request_id"] for e in linked] == [f"old-{int(w[4:17])}" for w in written]
     report = verify()
     assert report.whole and report.events == 8
