@@ -31,7 +31,7 @@ Timestamp = Annotated[
 AgentId = Annotated[str, Field(pattern=r"^agt_[0-9A-Za-z]{22}$")]
 KeyId = Annotated[str, Field(pattern=r"^dk_[0-9A-Za-z]{44}$")]
 DelegationId = Annotated[str, Field(pattern=r"^dlg_[0-9A-Za-z]{44}$")]
-EventId = Annotated[str, Field(pattern=r"^evt_[0-9]{13}[0-9A-Za-z]{10}$")]
+EventId = Annotated[str, Field(pattern=r"^evt_[0-9A-Za-z]{22}$")]
 UserId = Annotated[str, Field(pattern=r"^usr_[0-9A-Za-z]{22}$")]
 GrantId = Annotated[str, Field(pattern=r"^ugr_[0-9A-Za-z]{44}$")]
 UserAction = Literal["read", "write", "delete", "share"]
