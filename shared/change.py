@@ -17,6 +17,7 @@ more read; every head is written once, with the change.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -40,8 +41,8 @@ class Change:
         self.events = 0
         self.notes = 0
         self._events: list[records.AuditEventRecord] = []  # linked to their chains by ``seal``
-        # Writes wait for ``seal``: the library refuses a read after a write, and a chain head may
-        # still need reading once the work is done.
+        # Writes wait for ``seal`` (copied as they stand when made): the library refuses a read after a
+        # write, and a chain head may still need reading once the work is done.
         self._writes: list[tuple[str, str, dict[str, Any] | None]] = []
 
     def __getitem__(self, path: str) -> Any:
@@ -59,15 +60,15 @@ class Change:
     def note(self, path: str, data: Mapping[str, Any]) -> None:
         """Bookkeeping that changes no identity state (a poll's time, a count of wrong codes): written
         with the change, audited by no event, and never counted as the change's writes."""
-        self._writes.append(("set", path, dict(data)))
+        self._writes.append(("set", path, copy.deepcopy(dict(data))))
         self.notes += 1
 
     def create(self, path: str, data: Mapping[str, Any]) -> None:
-        self._writes.append(("create", path, dict(data)))
+        self._writes.append(("create", path, copy.deepcopy(dict(data))))
         self.writes += 1
 
     def set(self, path: str, data: Mapping[str, Any]) -> None:
-        self._writes.append(("set", path, dict(data)))
+        self._writes.append(("set", path, copy.deepcopy(dict(data))))
         self.writes += 1
 
     def delete(self, path: str) -> None:

@@ -137,6 +137,20 @@ def test_several_events_of_one_change_on_one_chain_follow_each_other(api: Api) -
     assert verify().whole
 
 
+def test_writes_wait_for_the_chain_but_land_as_they_stood_when_made() -> None:
+    agent = "agt_" + ids.random_base62(22)
+    stored = {"names": ["first"]}
+
+    def work(c: change.Change) -> None:
+        c.create("probe/one", stored)
+        stored["names"].append("changed after the write")  # a later change of the caller's dict
+        c.record("agent.update", {"kind": "agent", "agent_id": agent})
+
+    change.apply(BRIDGE, [], work)
+    assert store.client().document("probe/one").get().to_dict() == {"names": ["first"]}
+    assert head(agent)["seq"] == 1  # type: ignore[index]
+
+
 def test_a_head_named_up_front_costs_no_second_read(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     agent = api.new_agent()
     reads: list[list[str]] = []
