@@ -1,10 +1,11 @@
 """A bounded load run on this machine (issue 13): the token endpoint and a device-key write route, at once.
 
 Run with ``.venv/bin/python -m bench.load --seconds 60`` from the repo root. Not part of the tests.
-It starts a Firestore and an Auth emulator on free loopback ports and ``scripts.serve`` (every route
-on one port, as ``scripts/serve`` does) against them; ``--url`` uses a server already running
-instead, with ``FIRESTORE_EMULATOR_HOST`` naming its emulator (nothing is wiped: this run's
-requests are told apart by their request IDs).
+It starts a Firestore emulator on a free loopback port and serves every route on one port against
+it, with ``scripts.serve``'s own app and server (what ``scripts/serve`` runs, less the Auth emulator:
+no route of this run reads a user); ``--url`` uses a server already running instead, with
+``FIRESTORE_EMULATOR_HOST`` naming its emulator (nothing is wiped: this run's requests are told apart
+by their request IDs).
 
 For ``--seconds``, ``--workers`` threads (keep-alive connections) split in two halves hammer:
 
@@ -217,28 +218,36 @@ def _get_all(db: Any, paths: list[str]) -> Iterator[dict[str, Any] | None]:
         yield from (found.get(ref.path) for ref in chunk)
 
 
+# scripts.serve's app on its threaded server, as scripts/serve runs it, without waiting for an Auth emulator.
+SERVE = (
+    "import sys; from scripts import serve; serve.load_dev_defaults(); serve.check_config(); "
+    "server = serve.bind('127.0.0.1', int(sys.argv[1]), serve.build_app()); serve.warm_up(); "
+    "print('serving every route', flush=True); server.serve_forever()"
+)
+
+
 @contextlib.contextmanager
 def served() -> Iterator[int]:
-    """Two fresh emulators on free ports and scripts.serve against them; yields the server's port."""
+    """A fresh Firestore emulator on a free port and every route served against it; yields the server's port."""
     from scripts import emulator
 
-    with emulator.running(free_port()) as firestore_host, emulator.auth_running(free_port()) as auth_host:
+    with emulator.running(free_port()) as firestore_host:
         os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_host
         port = free_port()
-        env = {**os.environ, "PORT": str(port), "FIREBASE_AUTH_EMULATOR_HOST": auth_host, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         logs = Path(tempfile.gettempdir()) / f"agentpack-load-{port}.log"
         with open(logs, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "scripts.serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-c", SERVE, str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
         try:
             deadline = time.monotonic() + 120
             while b"serving every route" not in logs.read_bytes():
                 if process.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"error: scripts.serve did not start:\n{logs.read_text()[-2000:]}")
+                    sys.exit(f"error: the server did not start:\n{logs.read_text()[-2000:]}")
                 time.sleep(0.2)
-            say(f"serving on 127.0.0.1:{port} (Firestore emulator {firestore_host}, Auth emulator {auth_host})")
+            say(f"serving on 127.0.0.1:{port} (Firestore emulator {firestore_host})")
             yield port
         finally:
             emulator.stop_group(process)
