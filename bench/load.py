@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.core import dev_env, free_port, load_average, say  # noqa: E402 - the repo root goes on the path first
+from bench.core import cpu_seconds, dev_env, emulator_pids, free_port, load_average, say  # noqa: E402 - the repo root goes on the path first
 
 FORM = "application/x-www-form-urlencoded"
 ACTIONS = {"oauth/token": "token.issue", "device/issue": "device.issue", "device/revoke": "device.revoke"}
@@ -227,8 +227,9 @@ SERVE = (
 
 
 @contextlib.contextmanager
-def served() -> Iterator[int]:
-    """A fresh Firestore emulator on a free port and every route served against it; yields the server's port."""
+def served() -> Iterator[tuple[int, list[int], list[int]]]:
+    """A fresh Firestore emulator on a free port and every route served against it: the server's port,
+    its process and the emulator's (to report their CPU time)."""
     from scripts import emulator
 
     with emulator.running(free_port()) as firestore_host:
@@ -248,7 +249,7 @@ def served() -> Iterator[int]:
                     sys.exit(f"error: the server did not start:\n{logs.read_text()[-2000:]}")
                 time.sleep(0.2)
             say(f"serving on 127.0.0.1:{port} (Firestore emulator {firestore_host})")
-            yield port
+            yield port, [process.pid], emulator_pids(firestore_host)
         finally:
             emulator.stop_group(process)
 
@@ -269,14 +270,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--url: a loopback http://127.0.0.1:PORT")
         if not os.environ.get("FIRESTORE_EMULATOR_HOST"):
             parser.error("--url needs FIRESTORE_EMULATOR_HOST naming the server's emulator (to count its events)")
-        server: contextlib.AbstractContextManager[int] = contextlib.nullcontext(parsed.port)
+        server: contextlib.AbstractContextManager[tuple[int, list[int], list[int]]]
+        server = contextlib.nullcontext((parsed.port, [], []))
     else:
         server = served()
-    with server as port:
-        return run(port, args.seconds, args.workers)
+    with server as (port, server_pids, emulator_pids_):
+        return run(port, args.seconds, args.workers, server_pids, emulator_pids_)
 
 
-def run(port: int, seconds: float, workers: int) -> int:
+def run(port: int, seconds: float, workers: int, server_pids: list[int], emulator_pids_: list[int]) -> int:
     run_id = "load-" + secrets.token_hex(6)
     half = workers // 2
     agents = make_agents(port, workers)
@@ -292,14 +294,20 @@ def run(port: int, seconds: float, workers: int) -> int:
         )
         for index in range(workers)
     ]
+    cpu_before = cpu_seconds(server_pids), cpu_seconds(emulator_pids_)
     began = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=seconds + 60)
     elapsed = time.perf_counter() - began
+    server_cpu, emulator_cpu = cpu_seconds(server_pids) - cpu_before[0], cpu_seconds(emulator_pids_) - cpu_before[1]
     say(f"ran {elapsed:.1f} s; load average after: {load_average()}")
     report(tally, elapsed)
+    answered = sum(len(done) for done in tally.latencies.values())
+    if server_pids and answered:
+        say(f"CPU: server {server_cpu:.1f} s ({server_cpu / answered * 1000:.1f} ms a success), "
+            f"emulator {emulator_cpu:.1f} s ({emulator_cpu / answered * 1000:.1f} ms a success)")  # fmt: skip
     problems = audit_check(tally, run_id)
     for problem in problems:
         say(f"LOST: {problem}")
