@@ -12,12 +12,16 @@ functions (``shared/ids.py``, ``shared/records.py``, ``audit.new_event``). Two c
 - **documents**: no document takes more than one write a second, on average over the simulated window.
 
 Each collection's writer is one small function in ``REQUESTS``; a new writer is one line there.
-The self-tests show both checks flag the old ``evt_<ms><random>`` event IDs and a global counter.
+The self-tests show both checks flag the old ``evt_<ms><random>`` event IDs and a global counter; two
+more tests hold ``firestore.indexes.json`` to the records (TTL policies) and to the queries (no exempted
+field is filtered or ordered on).
 """
 
 from __future__ import annotations
 
+import ast
 import bisect
+import itertools
 import json
 import math
 import random
@@ -64,11 +68,12 @@ class Fleet:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self._agents: dict[int, str] = {}
-        self._users: dict[int, str] = {}
 
     def agent(self) -> str:
         index = self.rng.randrange(AGENTS)
-        return self._agents.setdefault(index, ids.new_agent_id())
+        if index not in self._agents:
+            self._agents[index] = ids.new_agent_id()
+        return self._agents[index]
 
     def user(self) -> str:
         return ids.user_id_of(f"firebase-uid-{self.rng.randrange(USERS)}")
@@ -404,17 +409,8 @@ def index_entries(
     for fields in composites:
         names = [f["fieldPath"] for f in fields if f["fieldPath"] != "__name__"]
         columns = [[v for p, v in flat if p == name] or [None] for name in names]
-        for combination in _product(columns):
+        for combination in itertools.product(*columns):
             yield "+".join(names), "\x00".join([*map(_order, combination), write.path])
-
-
-def _product(columns: list[list[Any]]) -> Iterator[tuple[Any, ...]]:
-    if not columns:
-        yield ()
-        return
-    for head in columns[0]:
-        for rest in _product(columns[1:]):
-            yield (head, *rest)
 
 
 # ---------------------------------------------------------------- simulation and the two checks
@@ -605,3 +601,46 @@ def test_ttl_fields_are_policies_and_not_indexed() -> None:
     for group, shape in shaped.items():
         assert "expire_at" in shape.__annotations__
         assert ttl[group]["fieldPath"] == "expire_at" and ttl[group]["indexes"] == [], group
+
+
+def _queried_fields() -> set[tuple[str, str]]:
+    """(collection, field) of every filter and order of every ``store.query`` and ``store.tenant_page`` in shared/."""
+    found: set[tuple[str, str]] = set()
+    for source in sorted((ROOT / "shared").glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "store"
+                and node.func.attr in ("query", "tenant_page")
+            ):
+                continue
+            first = node.args[0]
+            assert isinstance(first, ast.Attribute), f"{source.name}:{node.lineno}: name the collection by records"
+            collection = getattr(records, first.attr)
+            if node.func.attr == "tenant_page":
+                found.add((collection, "tenant_id"))
+            for keyword in node.keywords:
+                if keyword.arg in ("equals", "contains"):
+                    found |= {
+                        (collection, key.value)
+                        for d in ast.walk(keyword.value)
+                        if isinstance(d, ast.Dict)
+                        for key in d.keys
+                        if isinstance(key, ast.Constant) and isinstance(key.value, str)
+                    }
+                elif keyword.arg == "order_by" and isinstance(keyword.value, ast.Constant):
+                    found.add((collection, str(keyword.value.value)))
+    return found
+
+
+def test_no_query_filters_or_orders_on_an_exempted_field() -> None:
+    """The emulator needs no index, so only this says a query would fail in production for want of one."""
+    queried = _queried_fields()
+    assert {
+        (records.AGENTS, "tenant_id"),
+        (records.DELEGATIONS, "to_agent"),
+        (records.AUDIT_EVENTS, "event_id"),
+    } <= queried
+    assert not queried & _exempt()
