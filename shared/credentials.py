@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from shared import clock, config, errors, ids, keys, records, store
+from shared import clock, config, errors, ids, keys, logs, records, store
 from shared.principal import BRIDGE, Principal
 
 if TYPE_CHECKING:
@@ -92,11 +92,12 @@ def resolve(
         _check_bridge_key(value, settings.bridge_key_hashes)
         if delegation is not None:
             raise errors.Forbidden(DELEGATION_REFUSED)
-        return BRIDGE.for_request(request.request_id)
-    if sent[0] == DEVICE_HEADER:
+        principal = BRIDGE
+    elif sent[0] == DEVICE_HEADER:
         principal = _resolve_device_key(value, delegation, request.route, reads)
     else:
         principal = _resolve_authorization(value, delegation, request, reads, users)
+    logs.note_caller(principal)  # its kind and IDs, for the request's log line
     return principal.for_request(request.request_id)
 
 
