@@ -97,6 +97,7 @@ def reset() -> None:
     _client.cache_clear()
     _raw_batch_get.cache_clear()
     _side_batch_get.cache_clear()
+    _side_channel.cache_clear()
 
 
 @functools.cache
@@ -270,16 +271,24 @@ def _raw_batch_get() -> RawBatchGet:
 
 @functools.cache
 def _side_batch_get() -> RawBatchGet:
-    """BatchGetDocuments on a second channel, built as the library builds its own, on a connection of its own."""
-    import grpc
+    return _batch_get_on(_side_channel())
 
+
+@functools.cache
+def _side_channel() -> Any:
+    """A second channel, built as the library builds its own, on a connection of its own (kept here: a
+    channel no longer referenced is closed, whatever still calls through it)."""
+    import grpc
+    import grpc.experimental
+
+    # Its calls are served in the calling thread alone: nothing of an answer is received, by any
+    # thread, until it is collected, and a dropped read costs no background work.
+    options = [*_OWN_CONNECTION_OPTIONS, (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
     db = client()
     if db._emulator_host is not None:
-        channel = grpc.insecure_channel(db._emulator_host, options=_OWN_CONNECTION_OPTIONS)
-    else:
-        transport = type(db._firestore_api._transport)
-        channel = transport.create_channel(db._target, credentials=db._credentials, options=_OWN_CONNECTION_OPTIONS)
-    return _batch_get_on(channel)
+        return grpc.insecure_channel(db._emulator_host, options=options)
+    transport = type(db._firestore_api._transport)
+    return transport.create_channel(db._target, credentials=db._credentials, options=options)
 
 
 def _batch_get_on(channel: Any) -> RawBatchGet:
