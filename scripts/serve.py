@@ -76,7 +76,8 @@ def build_app() -> Any:
 
         started = time.perf_counter()
         sent = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = sent if SANE_REQUEST_ID.fullmatch(sent) else "req_" + secrets.token_urlsafe(16)
+        kept = SANE_REQUEST_ID.fullmatch(sent) and not logs.credential_shaped(sent)
+        request_id = sent if kept else "req_" + secrets.token_urlsafe(16)
         body = json.dumps({"error": "not_found", "error_description": "No such route."}).encode()
         start_response(
             "404 Not Found",

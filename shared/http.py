@@ -100,7 +100,8 @@ def _form_object(raw: bytes) -> dict[str, str]:
 
 def _request_id(request: flask.Request) -> str:
     sent = request.headers.get("x-request-id", "")
-    return sent if _REQUEST_ID.fullmatch(sent) else "req_" + secrets.token_urlsafe(16)
+    kept = _REQUEST_ID.fullmatch(sent) and not logs.credential_shaped(sent)  # it is echoed and logged
+    return sent if kept else "req_" + secrets.token_urlsafe(16)
 
 
 def _is_media(content_type: str, expected: str) -> bool:

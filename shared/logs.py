@@ -43,6 +43,7 @@ _CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([01]))?")
 # W3C traceparent, version 00: 00-TRACE(32 hex)-PARENT(16 hex)-FLAGS(2 hex), lower case.
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 # What a user agent never shows in a log: our keys and anything shaped like a JWS or a long secret.
+_CREDENTIAL_START = re.compile(r"apk[a-z]_|eyJ")
 _SECRET_SHAPED = re.compile(r"apk[a-z]_[A-Za-z0-9]+|eyJ[A-Za-z0-9_=-]*(?:\.[A-Za-z0-9_=-]*)*|[A-Za-z0-9+/_=-]{32,}")
 
 
@@ -139,6 +140,11 @@ def note_client(client_id: str) -> None:
     context = _current.get()
     if context is not None:
         context.caller = {"kind": "client", "client_id": client_id}
+
+
+def credential_shaped(text: str) -> bool:
+    """Whether a client's ID (``x-request-id``) starts like one of our keys or a JWS: never kept nor logged."""
+    return _CREDENTIAL_START.match(text) is not None
 
 
 def user_agent(sent: str) -> str:

@@ -157,6 +157,20 @@ def test_the_bridge_a_delegation_and_a_refusal(api: Api, capfd: pytest.CaptureFi
         assert len(request_lines(lines, request_id)) == 1
 
 
+def test_a_request_id_shaped_like_a_credential_is_replaced_and_never_logged(
+    api: Api, capfd: pytest.CaptureFixture[str]
+) -> None:
+    key = api.new_key(api.new_agent())["device_key"]
+    capfd.readouterr()
+    for sent in (key, "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln"):
+        answer = api.call("agents/get", {}, {"x-agentpack-device-key": key, "x-request-id": sent})
+        assert answer.status_code == 200 and answer.headers["x-request-id"].startswith("req_")
+    kept = api.call("agents/get", {}, {"x-agentpack-device-key": key, "x-request-id": "apk-but-not-a-key"})
+    assert kept.headers["x-request-id"] == "apk-but-not-a-key"  # the control
+    written = capfd.readouterr().err
+    assert key not in written and "eyJ" not in written and "apk-but-not-a-key" in written
+
+
 # ---------------------------------------------------------------- severities, traces, other lines
 
 
