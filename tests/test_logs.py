@@ -17,6 +17,7 @@ from shared import keys, logs
 from tests import log_scan
 from tests.conftest import BRIDGE_KEY, Api, function_client
 from tests.oauth_support import ISSUER, TOKEN_URL, KeyPair, basic, dpop_proof, new_client, secret_key, token
+from tests.people import People
 from tests.test_delegations import token_for
 
 CANARY = "canary-secret-value-7f3c9a1e5b"  # never in a log line: the session scan checks it too
@@ -155,6 +156,19 @@ def test_the_bridge_a_delegation_and_a_refusal(api: Api, capfd: pytest.CaptureFi
     assert request_lines(lines, "rid-m")[0]["httpRequest"]["requestMethod"] == "GET"
     for request_id in ("rid-b", "rid-d", "rid-f", "rid-n", "rid-m"):
         assert len(request_lines(lines, request_id)) == 1
+
+
+def test_a_signed_in_user_is_logged_by_id_and_never_by_token(
+    api: Api, auth_emulator: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    user = People(api, auth_emulator).user()
+    capfd.readouterr()
+    answer = api.call("users/get", {}, {**user.headers, "x-request-id": "rid-user"})
+    assert answer.status_code == 200, answer.get_json()
+    written = capfd.readouterr().err
+    (line,) = request_lines([json.loads(x) for x in written.splitlines() if x.strip()], "rid-user")
+    assert line["caller"] == {"kind": "user", "user_id": user.user_id}
+    assert user.token not in written and user.uid not in written
 
 
 def test_a_request_id_shaped_like_a_credential_is_replaced_and_never_logged(
