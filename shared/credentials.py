@@ -197,8 +197,8 @@ class _Plan:
 
     The credential's documents and the ``extra`` ones the route asked for (another agent's secret,
     when delegated) are two reads started together; the extra one is collected only once the
-    credential and its delegation stand, and dropped unread otherwise, so a refusal takes the same
-    time whatever the extra documents hold: no oracle on another agent's secrets.
+    credential and its delegation stand, and dropped unread otherwise: a refusal neither waits for
+    nor decodes another agent's secret (a timing oracle on its names and sizes, otherwise).
     """
 
     agent: str
