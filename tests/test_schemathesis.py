@@ -2,9 +2,9 @@
 
 The test starts the server (``python -m scripts.serve``, as ``scripts/serve`` runs it) on a free
 port over the session's Firestore and Auth emulators, loads ``GET /openapi.json`` with
-Schemathesis, and for every route that answers JSON sends ``AGENTPACK_FUZZ_EXAMPLES`` (default 20)
-generated requests, positive and negative (bodies that break the schema), derandomized so CI sees
-the same ones. Each request carries a credential drawn by Hypothesis: none, what Schemathesis
+Schemathesis, and for every route that answers JSON sends 20 generated requests (20 times
+``AGENTPACK_FUZZ_SCALE``), positive and negative (bodies that break the schema), derandomized so CI
+sees the same ones. Each request carries a credential drawn by Hypothesis: none, what Schemathesis
 generated for the security schemes, the dev bridge key, an agent's device key, its capability
 token or OAuth access token, a delegate's key with a delegation, a Firebase user's ID token, or
 client Basic authentication; body fields that name things (``agent_id``, ``key_id``, ``name``…)
@@ -54,7 +54,7 @@ from tests.conftest import BRIDGE_KEY, ROOT
 from tests.local_server import banner, clean_env, post, serve, stop
 from tests.people import sign_up
 
-EXAMPLES = int(os.environ.get("AGENTPACK_FUZZ_EXAMPLES", "20"))
+EXAMPLES = 20 * int(os.environ.get("AGENTPACK_FUZZ_SCALE", "1"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     derandomize=True,
