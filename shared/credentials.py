@@ -171,14 +171,20 @@ def _delegation_id(headers: Headers) -> str | None:
 
 
 def _check_bridge_key(key: str, live_hashes: tuple[str, ...]) -> None:
+    if bridge_key_slot(key, live_hashes) is None:
+        raise errors.Unauthenticated()
+
+
+def bridge_key_slot(key: str, live_hashes: tuple[str, ...]) -> int | None:
+    """Which configured hash (from 1) a well-formed bridge key matches, or None: not a live bridge key."""
     if not keys.is_bridge_key(key):
-        raise errors.Unauthenticated()
+        return None
     presented = keys.hash_key(key)
-    matched = False
-    for live in live_hashes:  # compare with every live hash: the time taken does not say which matched
-        matched |= hmac.compare_digest(presented, live)
-    if not matched:
-        raise errors.Unauthenticated()
+    slot = None
+    for number, live in enumerate(live_hashes, start=1):  # compare with every one: the time says not which
+        if hmac.compare_digest(presented, live):
+            slot = number
+    return slot
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ class Call:
     headers: Mapping[str, list[str]]  # lower-cased names, every value sent
     raw_body: bytes
     query: Mapping[str, list[str]] = field(default_factory=dict)  # the URL's query parameters, every value sent
+    client_address: str = ""  # who sent it, as the platform says (``_client_address``): for rate limits
 
     def header(self, name: str) -> list[str]:
         return self.headers.get(name.lower(), [])
@@ -133,6 +134,12 @@ def _query(request: flask.Request) -> dict[str, list[str]]:
     return {name: request.args.getlist(name) for name in request.args}
 
 
+def _client_address(request: flask.Request) -> str:
+    """The first address of X-Forwarded-For, which Cloud Functions sets to the caller's; else the peer's."""
+    forwarded = request.headers.get("x-forwarded-for", "").split(",", 1)[0].strip()
+    return forwarded or request.remote_addr or ""
+
+
 def _respond(result: Reply, request_id: str) -> flask.Response:
     if isinstance(result.body, bytes):
         response = flask.Response(result.body, status=result.status, content_type=result.content_type)
@@ -151,6 +158,8 @@ def _error_reply(error: errors.ApiError, method: str) -> Reply:
     headers = {"Allow": method} if isinstance(error, errors.MethodNotAllowed) else {}
     if error.challenge is not None:
         headers["WWW-Authenticate"] = error.challenge
+    if isinstance(error, errors.RateLimited) and error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     return Reply(error.status, error.body(), headers)
 
 
@@ -169,7 +178,8 @@ def endpoint(route: str, *, method: str = "POST", media: str = "application/json
                 if request.method != method:
                     raise errors.MethodNotAllowed(f"This route answers {method} only.")
                 raw = _read_body(request, media) if method == "POST" else b""
-                result = pipeline(Call(route, request_id, _headers(request), raw, _query(request)))
+                call = Call(route, request_id, _headers(request), raw, _query(request), _client_address(request))
+                result = pipeline(call)
             except errors.Refused as refusal:
                 if isinstance(refusal, errors.ConfigRefused):  # logged here, once; never a token or body refusal
                     log.error("route=%s request_id=%s configuration refused: %s", route, request_id, refusal.reason)

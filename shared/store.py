@@ -343,6 +343,15 @@ def create_once(path: str, data: Mapping[str, Any]) -> bool:
     return True
 
 
+def increment(path: str, field: str, data: Mapping[str, Any]) -> None:
+    """Add one to ``field`` of a document (made if absent) and set ``data`` beside it, in one blind write:
+    no read and no transaction, so concurrent increments never contend (a counter, ``ratelimit``)."""
+    from google.cloud import firestore
+
+    with faults_as_unavailable():
+        client().document(path).set({**data, field: firestore.Increment(1)}, merge=True)
+
+
 def page(rows: list[tuple[str, Any]], page_size: int) -> tuple[list[Any], str | None]:
     """One page of a query asked for ``page_size + 1`` rows: the documents, and the next page's token."""
     shown = rows[:page_size]
