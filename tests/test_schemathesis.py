@@ -220,7 +220,9 @@ def world(served: str, auth_emulator: str) -> World:
     basic = "Basic " + base64.b64encode(f"{agent}:{key}".encode()).decode()
     access = _form(served, "oauth/token", {"grant_type": "client_credentials"}, {"Authorization": basic})
     seed = tokens.b64decode((ROOT / "emulator-config/dev-capability-signing.key").read_text().strip())
-    capability = tokens.mint(seed, "dev-1", agent, routes[:40], 300, datetime.now(UTC))
+    capability = tokens.mint(
+        seed, "dev-1", agent, [r for r in routes if tokens.ROUTE.fullmatch(r)], 300, datetime.now(UTC)
+    )
     uid, id_token = sign_up(auth_emulator)
     user = _made(served, "users/create", {"firebase_uid": uid}, bridge)["user_id"]
     grant = _made(served, "users/delegate", {"user_id": user, "agent_id": other, "actions": ["read"]}, bridge)
