@@ -27,7 +27,7 @@ import subprocess
 import threading
 import urllib.parse
 import urllib.request
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +50,7 @@ from schemathesis.specs.openapi.checks import (
 
 from scripts import emulator
 from shared import openapi, store, tokens
+from tests import log_scan
 from tests.conftest import BRIDGE_KEY, ROOT
 from tests.local_server import banner, clean_env, post, serve, stop
 from tests.people import sign_up
@@ -117,22 +118,22 @@ def served(emulator_host: str, auth_emulator: str) -> Iterator[str]:
     try:
         line = banner(server)
         assert "serving every route" in line, line
-        log = drain(server)
+        drain(server)
         yield f"http://127.0.0.1:{port}"
-        assert not [entry for entry in log if "Traceback" in entry or "internal" in entry.lower()], list(log)
+        served_lines = [line.text for line in log_scan.SESSION.lines if line.logger.startswith("scripts/serve")]
+        assert not [text for text in served_lines if "internal error" in text], served_lines[-5:]
     finally:
         assert stop(server) == 0
 
 
-def drain(server: subprocess.Popen[str]) -> deque[str]:
-    """Keep reading what the server prints (an access log line per request on stderr): a pipe nobody
-    reads fills up after a few hundred requests, and then every request thread blocks on its log line."""
-    assert server.stdout is not None and server.stderr is not None
+def drain(server: subprocess.Popen[str]) -> None:
+    """Keep reading the server's standard output: a pipe nobody reads fills up, and then the server
+    blocks. (Its standard error, a JSON log line per request, is read by ``banner``'s thread into the
+    session's log scan.)"""
+    assert server.stdout is not None
     os.set_blocking(server.stdout.fileno(), True)  # banner() read it without blocking
-    tail: deque[str] = deque(maxlen=400)
-    for stream in (server.stdout, server.stderr):
-        threading.Thread(target=lambda s=stream: tail.extend(iter(s.readline, "")), daemon=True).start()
-    return tail
+    stdout = server.stdout
+    threading.Thread(target=lambda: [None for _ in iter(stdout.readline, "")], daemon=True).start()
 
 
 @pytest.fixture(scope="module")
