@@ -3,12 +3,13 @@ is verified.
 
 Every event belongs to one chain, named by the first agent or user ID it names (target agent, target user,
 the agent acted for, the acting agent, the acting user), ``settings`` for ``setting.set``, else
-``project``. (Bare IDs, with no ``kind:`` prefix: a colon in a document ID trips the REST API.) Along
-its chain an event carries ``seq`` (1, 2, …), ``prev_hash`` (the previous event's hash, ``GENESIS`` for
-seq 1), ``prev_at`` (the previous event's ``at``) and ``hash``: SHA-256 over its canonical encoding.
-A head document per chain (``audit_chains/{chain}``) holds the last event's seq, hash, ID and time; it is
-read and written in the transaction of the change that appends (``change.Change``), so changes of
-different subjects never touch one document. docs/audit.md says what this proves and what it cannot.
+``project.<shard>`` (one of ``SHARDS`` project chains, by the event's shard). Bare IDs, with no
+``kind:`` prefix: a colon in a document ID trips the REST API. Along its chain an event carries ``seq``
+(1, 2, …), ``prev_hash`` (the previous event's hash, ``GENESIS`` for seq 1), ``prev_at`` (the previous
+event's ``at``) and ``hash``: SHA-256 over its canonical encoding. A head document per chain
+(``audit_chains/{chain}``) holds the last event's seq, hash, ID and time; it is read and written in the
+transaction of the change that appends (``change.Change``), so changes of different subjects never touch
+one document. docs/audit.md says what this proves and what it cannot.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from shared.principal import Principal
 SHARDS = 30
 GENESIS = "0" * 64  # the prev_hash of a chain's first event
 SETTINGS_CHAIN = "settings"
-PROJECT_CHAIN = "project"  # events that name no agent and no user (the bridge's, a public caller's)
+# Events that name no agent and no user (the bridge's relation writes, a public caller's leak reports) go
+# to one of SHARDS project chains, by their shard: one chain of them all would be one hot head document.
+PROJECT_CHAIN = "project"
 # No event lives shorter than the smallest retention the settings allow: a missing event younger than
 # that was removed, not expired.
 MIN_RETENTION = timedelta(days=allowlist.ALLOW_LIST["audit_retention_days"].minimum)
@@ -36,8 +39,8 @@ UNHASHED = ("hash", "expire_at")  # the hash itself, and the TTL field (retentio
 PAGE = 500
 
 
-def chain_of(action: str, actor: dict[str, Any], target: dict[str, Any]) -> str:
-    """The chain an event joins: the first agent or user it names, ``settings``, or ``project``."""
+def chain_of(action: str, actor: dict[str, Any], target: dict[str, Any], shard: int) -> str:
+    """The chain an event joins: the first agent or user it names, ``settings``, or ``project.<shard>``."""
     if action == "setting.set":
         return SETTINGS_CHAIN
     named = (
@@ -50,7 +53,7 @@ def chain_of(action: str, actor: dict[str, Any], target: dict[str, Any]) -> str:
     for value in named:
         if isinstance(value, str) and (ids.is_agent_id(value) or ids.is_user_id(value)):
             return value  # the ID's prefix says whether an agent's or a user's
-    return PROJECT_CHAIN
+    return f"{PROJECT_CHAIN}.{shard}"
 
 
 def shard_of(event_id: str) -> int:

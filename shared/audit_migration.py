@@ -33,8 +33,7 @@ def is_old(event_id: str, event: dict[str, Any]) -> bool:
     return ids.OLD_EVENT_ID.fullmatch(event_id) is not None and "chain" not in event
 
 
-def _moved(old_id: str, old: dict[str, Any]) -> records.AuditEventRecord:
-    event_id = ids.new_event_id()
+def _moved(old_id: str, old: dict[str, Any], event_id: str) -> records.AuditEventRecord:
     actor, target = dict(old.get("actor") or {}), dict(old.get("target") or {})
     action = str(old.get("action", ""))
     millis = int(old_id[len("evt_") : len("evt_") + 13])
@@ -50,7 +49,7 @@ def _moved(old_id: str, old: dict[str, Any]) -> records.AuditEventRecord:
         "expire_at": old["expire_at"],
         "logged_at": datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis),
         "shard": audit_chain.shard_of(event_id),
-        "chain": audit_chain.chain_of(action, actor, target),
+        "chain": audit_chain.chain_of(action, actor, target, audit_chain.shard_of(event_id)),
         "seq": 0,
         "prev_hash": "",
         "prev_at": None,
@@ -61,16 +60,20 @@ def _moved(old_id: str, old: dict[str, Any]) -> records.AuditEventRecord:
 def _move(batch: list[tuple[str, dict[str, Any]]]) -> int:
     """Move one batch (in ID order) in one change; events another run moved meanwhile are skipped."""
     paths = [records.audit_event_path(old_id) for old_id, _ in batch]
-    chains = [audit_chain.chain_of(e.get("action", ""), e.get("actor") or {}, e.get("target") or {}) for _, e in batch]
+    fresh = [ids.new_event_id() for _ in batch]
+    named = [(e.get("action", ""), e.get("actor") or {}, e.get("target") or {}) for _, e in batch]
+    chains = [
+        audit_chain.chain_of(*n, audit_chain.shard_of(event_id)) for n, event_id in zip(named, fresh, strict=True)
+    ]
     heads = [records.audit_chain_path(chain) for chain in dict.fromkeys(chains)]
 
     def work(c: change.Change) -> int:
         moved = 0
-        for (old_id, _), path in zip(batch, paths, strict=True):
+        for (old_id, _), path, event_id in zip(batch, paths, fresh, strict=True):
             old = c[path]
             if old is None or not is_old(old_id, old):
                 continue
-            c.adopt(_moved(old_id, old), path)
+            c.adopt(_moved(old_id, old, event_id), path)
             moved += 1
         return moved
 

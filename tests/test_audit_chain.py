@@ -112,15 +112,19 @@ def test_different_agents_land_on_different_chains_and_settings_on_their_own(api
 def test_the_chain_rule() -> None:
     agent, other, user = "agt_" + "a" * 22, "agt_" + "b" * 22, "usr_" + "c" * 22
     bridge, acting = {"kind": "bridge"}, {"kind": "agent", "agent_id": other}
-    assert audit_chain.chain_of("agent.update", bridge, {"agent_id": agent}) == agent
-    assert audit_chain.chain_of("secret.put", {**acting, "on_behalf_of": agent}, {"agent_id": agent}) == agent
-    assert audit_chain.chain_of("delegation.grant", acting, {"from_agent": other}) == other
-    assert audit_chain.chain_of("user.update", bridge, {"user_id": user}) == user
-    assert audit_chain.chain_of("relation.write", {"kind": "user", "user_id": user}, {}) == user
-    assert audit_chain.chain_of("setting.set", acting, {"agent_id": agent}) == "settings"
-    assert audit_chain.chain_of("relation.write", bridge, {"tenant_id": "t"}) == "project"
+
+    def chain_of(action: str, actor: dict[str, Any], target: dict[str, Any]) -> str:
+        return audit_chain.chain_of(action, actor, target, shard=7)
+
+    assert chain_of("agent.update", bridge, {"agent_id": agent}) == agent
+    assert chain_of("secret.put", {**acting, "on_behalf_of": agent}, {"agent_id": agent}) == agent
+    assert chain_of("delegation.grant", acting, {"from_agent": other}) == other
+    assert chain_of("user.update", bridge, {"user_id": user}) == user
+    assert chain_of("relation.write", {"kind": "user", "user_id": user}, {}) == user
+    assert chain_of("setting.set", acting, {"agent_id": agent}) == "settings"
+    assert chain_of("relation.write", bridge, {"tenant_id": "t"}) == "project.7"
     # A value that is no agent or user ID never names a chain (nor a document path).
-    assert audit_chain.chain_of("capability.record", bridge, {"agent_id": "x/../y"}) == "project"
+    assert chain_of("capability.record", bridge, {"agent_id": "x/../y"}) == "project.7"
 
 
 def test_several_events_of_one_change_on_one_chain_follow_each_other(api: Api) -> None:

@@ -548,16 +548,9 @@ def fleet_crowding() -> dict[tuple[str, str], Crowding]:
 # ---------------------------------------------------------------- the tests
 
 GROUPS = sorted({w.group for _, writer in REQUESTS.values() for w in writer(Fleet(random.Random(0)), NOW)})
-AUDIT_NOT_YET = pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: event IDs are milliseconds first and 'at'/'event_id' are indexed; remove this mark "
-    "when the random event IDs and the sharded timestamp land",
-)
 
 
-@pytest.mark.parametrize(
-    "group", [pytest.param(g, marks=AUDIT_NOT_YET) if g == records.AUDIT_EVENTS else g for g in GROUPS]
-)
+@pytest.mark.parametrize("group", GROUPS)
 def test_a_minutes_writes_spread_over_the_key_space(group: str) -> None:
     sim = fleet_simulation()
     assert 50 <= sim.window_seconds <= 70  # about a minute of the fleet's writes
