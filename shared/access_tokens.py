@@ -209,17 +209,22 @@ def header_typ(token: str) -> str | None:
 # no escape: one anchored regular expression admits only valid JSON with exactly these members in this
 # order, so the hot path skips the JSON parser. Any other spelling takes the general path (strict JSON,
 # the same checks) and gets the same answer: every token this service mints takes the fast one.
-_TEXT = r'"([^"\\\x00-\x1f]*)"'
-_INT = r"(0|[1-9][0-9]{0,15})"
+# Possessive repeats (``*+``, ``?+``) match the same texts; they only spare the engine the backtracking
+# points it would never use: a string stops at its closing quote, and each optional member starts with
+# its own name.
+_TEXT = r'"([^"\\\x00-\x1f]*+)"'
+_INT = r"(0|[1-9][0-9]{0,15}+)"
 _CANONICAL_CLAIMS = re.compile(
     r'\{"iss":' + _TEXT + r',"sub":' + _TEXT + r',"aud":' + _TEXT + r',"exp":' + _INT + r',"iat":' + _INT
-    + r',"jti":"(' + JTI.pattern + r')","client_id":' + _TEXT + r',"scope":' + _TEXT + r',"tenant_id":' + _TEXT
-    + r'(?:,"key_id":' + _TEXT + r")?(?:,\"family_id\":" + _TEXT + r')?(?:,"act":\{"sub":' + _TEXT
-    + r'\})?(?:,"grant_id":' + _TEXT + r')?(?:,"cnf":\{"jkt":' + _TEXT + r"\})?\}"
+    + r',"jti":"(' + JTI.pattern + r'+)","client_id":' + _TEXT + r',"scope":' + _TEXT + r',"tenant_id":' + _TEXT
+    + r'(?:,"key_id":' + _TEXT + r")?+(?:,\"family_id\":" + _TEXT + r')?+(?:,"act":\{"sub":' + _TEXT
+    + r'\})?+(?:,"grant_id":' + _TEXT + r')?+(?:,"cnf":\{"jkt":' + _TEXT + r"\})?+\}"
 )  # fmt: skip
 _SIGNATURE_LENGTH = 86  # 64 bytes in unpadded base64url
 _a2b = binascii.a2b_base64
 _SIGNATURE_LAST = frozenset("AQgw")  # the last character carries 2 bits and 4 zero bits: canonical only
+_PADDING = ("", "===", "==", "=")  # by length % 4: "=" * (-length % 4)
+_new_tuple = tuple.__new__
 
 
 def verify(token: str, keys: SigningKeys, *, issuer: str, now: float) -> AccessToken:
@@ -241,7 +246,7 @@ def verify(token: str, keys: SigningKeys, *, issuer: str, now: float) -> AccessT
         raise errors.TokenRefused(REFUSED)
     header_end = token.find(".")
     signed_end = token.rfind(".")
-    verifier = keys.known_header(token[:header_end]) if header_end > 0 else None
+    verifier = keys._by_header.get(token[:header_end]) if header_end > 0 else None
     if (
         verifier is None
         or signed_end <= header_end
@@ -249,13 +254,14 @@ def verify(token: str, keys: SigningKeys, *, issuer: str, now: float) -> AccessT
         or token[-1] not in _SIGNATURE_LAST
     ):
         return _verify_general(token, keys, issuer=issuer, now=now)
+    # The claims and the signature in the standard alphabet, in one pass (each decoded strictly below).
+    body = token[header_end + 1 :].replace("-", "+").replace("_", "/")
+    claims_end = signed_end - header_end - 1
     try:
-        # Decoded inline on the hot path: 86 characters always need "==".
-        signature = _a2b(token[signed_end + 1 :].replace("-", "+").replace("_", "/") + "==", strict_mode=True)
-        if not verifier(token[:signed_end].encode("ascii"), signature):
+        # 86 characters always need "==".
+        if not verifier(token[:signed_end].encode("ascii"), _a2b(body[claims_end + 1 :] + "==", strict_mode=True)):
             raise errors.TokenRefused(REFUSED)
-        segment = token[header_end + 1 : signed_end].replace("-", "+").replace("_", "/")
-        text = _a2b(segment + "=" * (-len(segment) % 4), strict_mode=True).decode("utf-8")
+        text = _a2b(body[:claims_end] + _PADDING[claims_end % 4], strict_mode=True).decode("utf-8")
     except ValueError:  # TokenRefused too
         raise errors.TokenRefused(REFUSED) from None
     match = _CANONICAL_CLAIMS.fullmatch(text)
@@ -275,9 +281,9 @@ def verify(token: str, keys: SigningKeys, *, issuer: str, now: float) -> AccessT
     ):
         raise errors.TokenRefused(REFUSED)
     scopes = tuple(scope.split(" ")) if scope else ()
-    return AccessToken(
-        iss, sub, aud, exp, iat, jti, client_id, scopes, tenant_id, key_id, family_id, actor, grant_id, jkt
-    )
+    fields = (iss, sub, aud, exp, iat, jti, client_id, scopes, tenant_id, key_id, family_id, actor, grant_id, jkt)
+    # What AccessToken(*fields) does, without the Python frame of the generated __new__.
+    return _new_tuple(AccessToken, fields)
 
 
 def _checked(claims: AccessToken, issuer: str, now: float) -> AccessToken:
