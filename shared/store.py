@@ -46,6 +46,7 @@ PRIVATE_CLIENT_ATTRIBUTES = (
     "Client._database_string",
     "Client._rpc_metadata",
     "Client._client_info",
+    "Client._emulator_channel",
 )
 
 # Status codes that mean "the datastore could not answer now": retried while the deadline allows, then 503.
@@ -69,6 +70,17 @@ class RetryPolicy:
 
 
 RETRY = RetryPolicy()
+
+# A test seam, inert in production: tests wrap the emulator's gRPC channel (``grpc.intercept_channel``)
+# to count calls or inject faults at each RPC. None unless a test set it; nothing in shared/ sets it.
+_channel_wrapper: Callable[[Any], Any] | None = None
+
+
+def wrap_channel(wrapper: Callable[[Any], Any] | None) -> None:
+    """Tests: wrap the emulator channel of every client built from now on (None: stop); forgets the current one."""
+    global _channel_wrapper
+    _channel_wrapper = wrapper
+    reset()
 
 
 def client() -> firestore.Client:
@@ -95,6 +107,10 @@ def _client() -> firestore.Client:
 
     settings = config.get()
     db = firestore.Client(project=settings.project_id)
+    wrapper = _channel_wrapper
+    if wrapper is not None:  # tests only (see wrap_channel); the channel is built on first use, below
+        emulator_channel = db._emulator_channel
+        db._emulator_channel = lambda transport: wrapper(emulator_channel(transport))  # type: ignore[method-assign]
     # The library retries an unreachable datastore for 60 s by default; answer 503 long before that.
     deadline = settings.datastore_deadline_seconds
     policy = retry.Retry(  # RETRY, in the library's terms (it adds the jitter itself)
@@ -105,9 +121,14 @@ def _client() -> firestore.Client:
         predicate=_is_retried,
     )
     transport = db._firestore_api._transport
+    # A Commit is never sent twice: one whose answer was lost may have landed, and its repeat would then
+    # be refused (a spent transaction) or apply a create twice. It is a 503, all of it or none of it landed.
     transport._wrapped_methods = {
         method: gapic_v1.method.wrap_method(  # type: ignore[no-untyped-call]
-            method, default_retry=policy, default_timeout=deadline, client_info=db._client_info
+            method,
+            default_retry=None if method is transport.commit else policy,
+            default_timeout=deadline,
+            client_info=db._client_info,
         )
         for method in transport._wrapped_methods
     }
