@@ -110,7 +110,7 @@ def _client() -> firestore.Client:
     wrapper = _channel_wrapper
     if wrapper is not None:  # tests only (see wrap_channel); the channel is built on first use, below
         emulator_channel = db._emulator_channel
-        db._emulator_channel = lambda transport: wrapper(emulator_channel(transport))  # type: ignore[method-assign]
+        db._emulator_channel = lambda transport: wrapper(emulator_channel(transport))  # type: ignore[method-assign,no-untyped-call]
     # The library retries an unreachable datastore for 60 s by default; answer 503 long before that.
     deadline = settings.datastore_deadline_seconds
     policy = retry.Retry(  # RETRY, in the library's terms (it adds the jitter itself)
@@ -123,10 +123,13 @@ def _client() -> firestore.Client:
     transport = db._firestore_api._transport
     # A Commit is never sent twice: one whose answer was lost may have landed, and its repeat would then
     # be refused (a spent transaction) or apply a create twice. It is a 503, all of it or none of it landed.
+    # A Rollback is not retried either: it is a courtesy (the datastore drops an unfinished transaction
+    # itself), and retrying it against a datastore that is down would double the wait for the 503.
+    once = (transport.commit, transport.rollback)
     transport._wrapped_methods = {
         method: gapic_v1.method.wrap_method(  # type: ignore[no-untyped-call]
             method,
-            default_retry=None if method is transport.commit else policy,
+            default_retry=None if method in once else policy,
             default_timeout=deadline,
             client_info=db._client_info,
         )
