@@ -156,8 +156,8 @@ def _is_retried(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def faults_as_unavailable() -> Iterator[None]:
-    """Turn a datastore that cannot be reached (or keeps aborting) into ``Unavailable``."""
+def faults_as_unavailable(committing: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    """Turn a datastore that cannot be reached into ``Unavailable`` (``UnconfirmedChange`` once ``committing``)."""
     try:
         yield
     except errors.ApiError:
@@ -168,8 +168,8 @@ def faults_as_unavailable() -> Iterator[None]:
         cause = _transient_cause(exc)
         if cause is None:
             raise
-        log.warning("datastore unavailable: %s", type(cause).__name__)
-        raise errors.Unavailable() from None
+        log.warning("datastore unavailable: %s%s", type(cause).__name__, " at commit" if committing() else "")
+        raise (errors.UnconfirmedChange() if committing() else errors.Unavailable()) from None
 
 
 def _transient_cause(exc: BaseException) -> BaseException | None:
@@ -287,27 +287,38 @@ def transact(work: Callable[[Transaction], T]) -> T:
     """Run ``work`` in a Firestore transaction; raise ``Unavailable`` on faults.
 
     Lost contention is retried with jittered exponential backoff (the library retries at once,
-    which under contention mostly collides again), within the datastore deadline.
+    which under contention mostly collides again), within the datastore deadline. It is lost at the
+    Commit (the library's ValueError from Aborted) or at a read that waited on another transaction's
+    lock (Aborted itself): either way nothing landed, and the retry reads what the winner wrote.
     """
     from google.api_core import exceptions as gexc
     from google.cloud import firestore
 
     db = client()
     deadline = time.monotonic() + config.get().datastore_deadline_seconds
+    committing = False
 
     @firestore.transactional
     def run(txn: Any) -> T:
-        return work(Transaction(txn, db))
+        nonlocal committing
+        committing = False
+        result = work(Transaction(txn, db))
+        committing = True  # the library sends the Commit once work returns
+        return result
 
-    with faults_as_unavailable():
+    with faults_as_unavailable(lambda: committing):
         for attempt in itertools.count():
             try:
                 result: T = run(db.transaction(max_attempts=1))
                 return result
-            except ValueError as exc:
-                pause = RETRY.pause(attempt)
-                if not isinstance(exc.__cause__, gexc.Aborted) or time.monotonic() + pause > deadline:
+            except (ValueError, gexc.Aborted) as exc:
+                lost = exc if isinstance(exc, gexc.Aborted) else exc.__cause__
+                if not isinstance(lost, gexc.Aborted):
                     raise
+                pause = RETRY.pause(attempt)
+                if time.monotonic() + pause > deadline:
+                    log.warning("datastore contention: gave up after %d attempts", attempt + 1)
+                    raise errors.Contention() from None
                 time.sleep(pause)
     raise AssertionError("unreachable")
 
