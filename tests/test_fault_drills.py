@@ -28,6 +28,8 @@ import base64
 import contextlib
 import json
 import logging
+import os
+import socket
 import threading
 import time
 import urllib.error
@@ -612,3 +614,104 @@ def _once(drill: Drill, twin: Request, n: int, plan: Plan) -> Any:
     finally:
         drill.faults.start(None)
         release_stranded(drill.host, drill.faults)
+
+
+# ---------------------------------------------------------------- Secret Manager down at a cold start
+
+PRODUCTION_BRIDGE_KEY = keys.new_bridge_key()
+# Routes that hold no key and check no credential: a Secret Manager outage changes nothing they answer.
+NEEDS_NO_KEY = {"openapi.json", "activate/assets", ".well-known/oauth-authorization-server"}
+
+
+def _production_secrets() -> dict[str, str]:
+    from shared import crypto, jws, secret_manager
+
+    seed, _ = crypto.new_signing_key()
+    return {
+        secret_manager.BRIDGE_KEY_HASHES: keys.hash_key(PRODUCTION_BRIDGE_KEY),
+        secret_manager.SECRETS_KEYS: json.dumps({"3": jws.b64encode(os.urandom(32))}),
+        secret_manager.TOKEN_SIGNING_KEYS: json.dumps({"prod-at-1": jws.b64encode(seed)}),
+    }
+
+
+def _every_route() -> dict[str, Callable[[], Any]]:
+    """One request to every served route, as a client with the production bridge key would make it."""
+    from scripts.functions_index import all_functions
+    from tests.conftest import function_client
+
+    from shared import ids
+
+    bridge = {"x-agentpack-key": PRODUCTION_BRIDGE_KEY}
+    agent_id = ids.new_agent_id()
+    secret = keys.new_device_key(ids.new_device_key_id(agent_id))  # well formed: checking it needs the keys
+    form = {"client_id": agent_id, "client_secret": secret, "grant_type": "client_credentials"}
+    calls: dict[str, Callable[[], Any]] = {}
+    for function in all_functions():
+        client = function_client(function.name)
+        if function.method == "GET":
+            query = "?file=app.js" if function.route == "activate/assets" else ""
+            calls[function.route] = lambda client=client, query=query: client.get("/" + query)
+        elif function.route.startswith("oauth/"):
+            calls[function.route] = lambda client=client: client.post("/", data={**form, "token": "t"})
+        else:
+            calls[function.route] = lambda client=client: client.post("/", json={}, headers=bridge)
+    return calls
+
+
+@pytest.mark.parametrize("outage", ["answering UNAVAILABLE", "stopped"])
+def test_secret_manager_down_at_a_cold_start_refuses_every_route_until_it_is_back(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, outage: str
+) -> None:
+    from shared import secret_manager
+    from tests.fake_secret_manager import FakeSecretManager
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(secret_manager, "RETRY_SECONDS", 0.2)  # the outage costs this per request
+    routes = _every_route()
+    served = {route: routes[route]() for route in NEEDS_NO_KEY}  # what they answer with the dev config
+    with FakeSecretManager() as fake:
+        for name, value in _production_secrets().items():
+            fake.secrets[(PROJECT, name)] = value
+        monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
+        monkeypatch.setenv("AGENTPACK_SECRET_SOURCE", "secret-manager")
+        for variable in ("AGENTPACK_BRIDGE_KEY", "AGENTPACK_SECRETS_KEYS", "AGENTPACK_CAPABILITY_PUBLIC_KEYS"):
+            monkeypatch.delenv(variable, raising=False)
+        monkeypatch.delenv("AGENTPACK_TOKEN_SIGNING_KEYS", raising=False)
+        if outage == "stopped":
+            with socket.socket() as closed:
+                closed.bind(("127.0.0.1", 0))
+                port = closed.getsockname()[1]
+            monkeypatch.setenv("AGENTPACK_SECRET_MANAGER_ENDPOINT", f"http://127.0.0.1:{port}")
+        else:
+            monkeypatch.setenv("AGENTPACK_SECRET_MANAGER_ENDPOINT", fake.endpoint)
+            fake.down = True
+        config.reset()  # a cold start
+        store.reset()
+        for route, call in routes.items():
+            started = time.monotonic()
+            answer = call()
+            assert time.monotonic() - started < 5, route  # refused within seconds, never a hang
+            if route in NEEDS_NO_KEY:
+                assert (answer.status_code, answer.data) == (served[route].status_code, served[route].data), route
+            else:
+                assert answer.status_code == 503, (route, answer.get_json())
+                assert_unavailable(answer)
+        assert "secret manager: could not read agentpack-bridge-key-hashes" in caplog.text  # says why
+        assert fake.reads == []
+
+        monkeypatch.setenv("AGENTPACK_SECRET_MANAGER_ENDPOINT", fake.endpoint)
+        fake.down = False
+        config.reset()  # a new cold start, Secret Manager back
+        store.reset()
+        api = Api()
+        agent = api.call("agents/create", {"display_name": "after"}, {"x-agentpack-key": PRODUCTION_BRIDGE_KEY})
+        assert agent.status_code == 201, agent.get_json()
+        agent_id = agent.get_json()["agent_id"]
+        issued = api.call("device/issue", {"agent_id": agent_id}, {"x-agentpack-key": PRODUCTION_BRIDGE_KEY})
+        device_key = issued.get_json()["device_key"]
+        assert api.device(device_key, "secrets/put", {"name": "n", "value": "v"}).status_code == 200
+        assert token({"grant_type": "client_credentials"}, basic(agent_id, device_key)).status_code == 200
+        jwks = routes[".well-known/jwks.json"]()
+        assert [k["kid"] for k in jwks.get_json()["keys"]] == ["prod-at-1"]  # the deployment's key, not the dev one
+        assert api.bridge("agents/list", {}).status_code == 401  # the dev bridge key means nothing here
+        assert sorted(set(fake.reads)) == sorted(_production_secrets())
