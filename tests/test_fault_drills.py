@@ -55,10 +55,13 @@ PROJECT = "demo-agentpack"
 
 
 class InjectedFault(grpc.RpcError, grpc.Call, grpc.Future):  # type: ignore[misc]
-    """What a call on a broken connection raises: an RPC error with status UNAVAILABLE."""
+    """What a call on a broken connection raises: an RPC error with status UNAVAILABLE (or ``status``)."""
+
+    def __init__(self, status: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> None:
+        self.status = status
 
     def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.UNAVAILABLE
+        return self.status
 
     def details(self) -> str:
         return "injected fault"
@@ -113,6 +116,7 @@ class Plan:
     at: int
     outage: bool = True
     applied: bool = False
+    status: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
 
 
 @dataclass
@@ -143,32 +147,36 @@ class Faults(
             return None
         return "applied" if plan.applied and step == plan.at else "lost"
 
+    def _error(self) -> InjectedFault:
+        plan = self.plan
+        return InjectedFault(plan.status if plan is not None else grpc.StatusCode.UNAVAILABLE)
+
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         fault = self._fault(details.method)
         if fault == "lost":
-            raise InjectedFault()
+            raise self._error()
         outcome = continuation(details, request)
         if details.method.endswith("/BeginTransaction") and not isinstance(outcome, grpc.RpcError):
             with self.lock:
                 self.begun.append(outcome.result().transaction)
         if fault == "applied":
             assert not isinstance(outcome, grpc.RpcError), outcome.code()  # it reached the server and landed
-            raise InjectedFault()
+            raise self._error()
         return outcome
 
     def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         if self._fault(details.method):  # a stream is failed before it reaches the server
-            raise InjectedFault()
+            raise self._error()
         return continuation(details, request)
 
     def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
         if self._fault(details.method):
-            raise InjectedFault()
+            raise self._error()
         return continuation(details, requests)
 
     def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         if self._fault(details.method):
-            raise InjectedFault()
+            raise self._error()
         return continuation(details, requests)
 
 
@@ -607,6 +615,18 @@ def test_one_lost_rpc_is_retried_where_safe_and_never_applies_a_change_twice(
     assert changes(before, snapshot(drill.host)) == wrote
 
 
+@pytest.mark.parametrize("step", ["read", "commit"])
+def test_a_transaction_that_loses_contention_once_is_run_again_whole_and_lands_once(drill: Drill, step: str) -> None:
+    """ABORTED at a read (it waited on another transaction's lock) or at the Commit: nothing landed, so
+    the whole transaction runs again, reads afresh, and its change lands once."""
+    twin = _agents_create(drill.api, lambda: People(drill.api, ""))
+    calls, wrote = drill.control(twin, 201)
+    before = snapshot(drill.host)
+    answer = _once(drill, twin, 1, Plan(steps(calls)[step], outage=False, status=grpc.StatusCode.ABORTED))
+    assert answer.status_code == 201, answer.get_json()
+    assert changes(before, snapshot(drill.host)) == wrote
+
+
 def _once(drill: Drill, twin: Request, n: int, plan: Plan) -> Any:
     drill.faults.start(plan)
     try:
@@ -637,9 +657,8 @@ def _production_secrets() -> dict[str, str]:
 def _every_route() -> dict[str, Callable[[], Any]]:
     """One request to every served route, as a client with the production bridge key would make it."""
     from scripts.functions_index import all_functions
-    from tests.conftest import function_client
-
     from shared import ids
+    from tests.conftest import function_client
 
     bridge = {"x-agentpack-key": PRODUCTION_BRIDGE_KEY}
     agent_id = ids.new_agent_id()
