@@ -36,6 +36,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import grpc
@@ -669,11 +670,11 @@ def _every_route() -> dict[str, Callable[[], Any]]:
         client = function_client(function.name)
         if function.method == "GET":
             query = "?file=app.js" if function.route == "activate/assets" else ""
-            calls[function.route] = lambda client=client, query=query: client.get("/" + query)
+            calls[function.route] = partial(client.get, "/" + query)
         elif function.route.startswith("oauth/"):
-            calls[function.route] = lambda client=client: client.post("/", data={**form, "token": "t"})
+            calls[function.route] = partial(client.post, "/", data={**form, "token": "t"})
         else:
-            calls[function.route] = lambda client=client: client.post("/", json={}, headers=bridge)
+            calls[function.route] = partial(client.post, "/", json={}, headers=bridge)
     return calls
 
 
