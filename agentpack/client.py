@@ -55,6 +55,7 @@ from agentpack.models import (
     IssuedKey,
     KeyList,
     KeyRevocation,
+    LeakReport,
     MalformedAnswer,
     Page,
     RelationsWritten,
@@ -666,6 +667,13 @@ class Client:
         body: dict[str, str | None] = {"token": token}
         headers = self._authenticate(body, private_key_seed, key_id, "basic", "/oauth/revoke")
         return self._form("oauth/revoke", body, headers, TokenRevocation)
+
+    def report_leak(self, keys: Sequence[str]) -> LeakReport:
+        """Report leaked keys (1 to 100 strings): live device keys and refresh tokens are revoked, a live
+        bridge key is reported. Sends no credential (any client may report, an ``oauth_only`` one too); the
+        answer is the same whichever keys were real. Safe to repeat, so it is retried like a read."""
+        payload = json.dumps({"keys": list(keys)}, separators=(",", ":")).encode("utf-8")
+        return self._exchange("keys/report-leak", payload, LeakReport, headers={}, is_read=True)
 
     def _authenticate(
         self,

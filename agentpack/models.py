@@ -374,6 +374,14 @@ class TokenRevocation:
     request_id: str | None = _answer_id()
 
 
+@dataclass(frozen=True, slots=True)
+class LeakReport:
+    """What ``/keys/report-leak`` answers: how many keys it received, the same whichever were real."""
+
+    received: int
+    request_id: str | None = _answer_id()
+
+
 # ---------------------------------------------------------------- users, their grants, relations
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import re
 import secrets
 import signal
 import socket
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -70,8 +72,12 @@ def build_app() -> Any:
         )
 
     def not_found(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        from shared import logs
+
+        started = time.perf_counter()
         sent = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = sent if SANE_REQUEST_ID.fullmatch(sent) else "req_" + secrets.token_urlsafe(16)
+        kept = SANE_REQUEST_ID.fullmatch(sent) and not logs.credential_shaped(sent)
+        request_id = sent if kept else "req_" + secrets.token_urlsafe(16)
         body = json.dumps({"error": "not_found", "error_description": "No such route."}).encode()
         start_response(
             "404 Not Found",
@@ -82,6 +88,16 @@ def build_app() -> Any:
                 ("Cache-Control", "no-store"),
             ],
         )
+        # The functions' own line (shared/http.py), for a path that names no route: never the path itself.
+        with logs.request(None, request_id, _trace_headers(environ)):
+            logs.request_line(
+                method=environ.get("REQUEST_METHOD", ""),
+                status=404,
+                latency_seconds=time.perf_counter() - started,
+                error="not_found",
+                remote_addr=environ.get("REMOTE_ADDR"),
+                user_agent_sent=environ.get("HTTP_USER_AGENT"),
+            )
         return [body]
 
     def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
@@ -92,6 +108,21 @@ def build_app() -> Any:
         return target(environ, start_response)  # type: ignore[no-any-return]
 
     return app
+
+
+def _trace_headers(environ: Environ) -> dict[str, list[str]]:
+    """The trace headers of a WSGI request, as ``shared.logs.trace_of`` reads them."""
+    names = {"traceparent": "HTTP_TRACEPARENT", "x-cloud-trace-context": "HTTP_X_CLOUD_TRACE_CONTEXT"}
+    return {name: [str(environ[key])] for name, key in names.items() if key in environ}
+
+
+def install_logs() -> None:
+    """The functions' JSON log lines (shared/logs.py), one per request; werkzeug's own request lines
+    would be a second line per request, with the query string: kept to its warnings."""
+    from shared import logs
+
+    logs.install()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 def bind(host: str, port: int, app: Any) -> Any:
@@ -160,6 +191,7 @@ def main() -> None:
         sys.exit("error: PORT must be from 1 to 65535")
     host = os.environ.get("HOST", "127.0.0.1")
     check_config()
+    install_logs()
     # SIGTERM stops the emulators started here, as Ctrl-C does.
     signal.signal(signal.SIGTERM, _stop)
     app = build_app()

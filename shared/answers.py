@@ -62,6 +62,7 @@ AuditAction = Literal[
     "relation.write",
     "device_authorization.start",
     "device_authorization.decide",
+    "key.leak_reported",
 ]
 ErrorCode = Literal[
     "invalid_request",
@@ -249,7 +250,7 @@ class CapabilityRecorded(Answer):
 
 
 class Actor(Answer):
-    kind: Literal["bridge", "agent", "user"]
+    kind: Literal["bridge", "agent", "user", "public"] = Field(description="public: anyone (a leak report).")
     agent_id: AgentId | None = Field(None, description="The agent holding the credential; absent for the bridge.")
     on_behalf_of: AgentId | None = Field(None, description="The grantor, when the request used a delegation.")
     user_id: UserId | None = Field(None, description="The signed-in user, for kind user.")
@@ -364,8 +365,16 @@ class DeviceAuthorizationTarget(Answer):
     approved: bool | None = Field(None, description="On device_authorization.decide.")
 
 
+class BridgeKeyTarget(Answer):
+    """key.leak_reported of a live bridge key: configuration, reported for the operator to replace."""
+
+    kind: Literal["bridge_key"]
+    slot: int = Field(ge=1, description="Which configured bridge-key hash it matched, from 1.")
+
+
 AuditTarget = Annotated[
-    UserTarget
+    BridgeKeyTarget
+    | UserTarget
     | UserGrantTarget
     | RelationsTarget
     | DeviceAuthorizationTarget
@@ -570,3 +579,9 @@ class OpenApiDocument(Answer):
     info: dict[str, Any]
     paths: dict[str, Any]
     components: dict[str, Any]
+
+
+class LeakReport(Answer):
+    """The same for every report, whatever the keys were: it says nothing of which were real."""
+
+    received: int = Field(ge=1, le=100, description="How many keys the request presented.")

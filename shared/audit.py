@@ -39,6 +39,7 @@ ACTIONS = (
     "relation.write",
     "device_authorization.start",
     "device_authorization.decide",
+    "key.leak_reported",
 )
 _PUBLIC_FIELDS = ("event_id", "at", "category", "action", "actor", "target", "request_id")
 

@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
-from shared import change, crypto, errors, ids, jws, keys, records, schema, strictjson
+from shared import change, crypto, errors, ids, jws, keys, logs, records, schema, strictjson
 from shared.credentials import key_is_live
 from shared.principal import Principal
 
@@ -238,6 +238,12 @@ class Client:
 
 def authenticate(client: Presented, documents: Documents, *, audiences: Sequence[str], now: float) -> Client:
     """Decide, from the records ``client.paths()`` named: the client, or ``invalid_client``."""
+    authenticated = _authenticated(client, documents, audiences=audiences, now=now)
+    logs.note_client(authenticated.agent_id)  # for the request's log line, once it is proven
+    return authenticated
+
+
+def _authenticated(client: Presented, documents: Documents, *, audiences: Sequence[str], now: float) -> Client:
     agent: records.AgentRecord | None = documents[records.agent_path(client.client_id)]
     if agent is None or agent["disabled"]:
         raise client.failure()

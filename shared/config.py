@@ -60,6 +60,11 @@ def _project() -> str:
     return os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT") or DEFAULT_PROJECT
 
 
+def project() -> str:
+    """The Google Cloud project (GOOGLE_CLOUD_PROJECT, else GCLOUD_PROJECT): log lines name its traces."""
+    return _project()
+
+
 def _bridge_key_hashes() -> tuple[str, ...]:
     if _from_secret_manager():
         from shared import secret_manager

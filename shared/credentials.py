@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from shared import clock, config, errors, ids, keys, records, store
+from shared import clock, config, errors, ids, keys, logs, records, store
 from shared.principal import BRIDGE, Principal
 
 if TYPE_CHECKING:
@@ -92,11 +92,12 @@ def resolve(
         _check_bridge_key(value, settings.bridge_key_hashes)
         if delegation is not None:
             raise errors.Forbidden(DELEGATION_REFUSED)
-        return BRIDGE.for_request(request.request_id)
-    if sent[0] == DEVICE_HEADER:
+        principal = BRIDGE
+    elif sent[0] == DEVICE_HEADER:
         principal = _resolve_device_key(value, delegation, request.route, reads)
     else:
         principal = _resolve_authorization(value, delegation, request, reads, users)
+    logs.note_caller(principal)  # its kind and IDs, for the request's log line
     return principal.for_request(request.request_id)
 
 
@@ -171,14 +172,20 @@ def _delegation_id(headers: Headers) -> str | None:
 
 
 def _check_bridge_key(key: str, live_hashes: tuple[str, ...]) -> None:
+    if bridge_key_slot(key, live_hashes) is None:
+        raise errors.Unauthenticated()
+
+
+def bridge_key_slot(key: str, live_hashes: tuple[str, ...]) -> int | None:
+    """Which configured hash (from 1) a well-formed bridge key matches, or None: not a live bridge key."""
     if not keys.is_bridge_key(key):
-        raise errors.Unauthenticated()
+        return None
     presented = keys.hash_key(key)
-    matched = False
-    for live in live_hashes:  # compare with every live hash: the time taken does not say which matched
-        matched |= hmac.compare_digest(presented, live)
-    if not matched:
-        raise errors.Unauthenticated()
+    slot = None
+    for number, live in enumerate(live_hashes, start=1):  # compare with every one: the time says not which
+        if hmac.compare_digest(presented, live):
+            slot = number
+    return slot
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,13 @@ class _Reads:
 
 @dataclass(frozen=True)
 class _Plan:
-    """The documents one resolution reads, all in one round trip."""
+    """The documents one resolution reads, in one round trip of latency.
+
+    The credential's documents and the ``extra`` ones the route asked for (another agent's secret,
+    when delegated) are two reads started together; the extra one is collected only once the
+    credential and its delegation stand, and dropped unread otherwise: a refusal neither waits for
+    nor decodes another agent's secret (a timing oracle on its names and sizes, otherwise).
+    """
 
     agent: str
     delegation: list[str]  # [delegation, grantor], or empty when absent or malformed
@@ -215,7 +228,20 @@ def _resolve_device_key(key: str, delegation_id: str | None, route: str, reads: 
         raise errors.Unauthenticated()
     plan = _Plan.of(name.agent_id, delegation_id, reads)
     key_path = records.device_key_path(name.agent_id, name.key_id)
-    docs = store.get_many([plan.agent, key_path, *plan.delegation, *plan.extra])
+    standing = store.start_read([plan.agent, key_path, *plan.delegation])
+    with store.start_read(plan.extra, own_connection=True) as extra:  # beside the credential; dropped if refused
+        return _device_key_principal(key, name, delegation_id, route, plan, standing.result(), extra)
+
+
+def _device_key_principal(
+    key: str,
+    name: keys.DeviceKeyName,
+    delegation_id: str | None,
+    route: str,
+    plan: _Plan,
+    docs: list[Any],
+    extra: store.PendingRead,
+) -> Principal:
     agent: records.AgentRecord | None = docs[0]
     record: records.DeviceKeyRecord | None = docs[1]
     stored_hash = record["key_hash"] if record is not None else None
@@ -234,7 +260,7 @@ def _resolve_device_key(key: str, delegation_id: str | None, route: str, reads: 
         agent=agent,
         superseded=record["replaced_by"] is not None,
     )
-    return _finish(principal, agent, delegation_id, docs[2:], plan, route)
+    return _finish(principal, agent, delegation_id, docs[2:], plan, route, extra)
 
 
 def _resolve_capability(token: str, delegation_id: str | None, route: str, reads: _Reads) -> Principal:
@@ -252,26 +278,29 @@ def _resolve_capability(token: str, delegation_id: str | None, route: str, reads
     if delegation_id is None and not reads.agent:
         return principal  # verified offline: no datastore read
     plan = _Plan.of(capability.agent_id, delegation_id, reads)
-    docs = store.get_many([plan.agent, *plan.delegation, *plan.extra])
-    agent: records.AgentRecord | None = docs[0]
-    if agent is None or agent["disabled"]:
-        raise errors.Unauthenticated()  # read anyway for this route, so a disabled agent is refused at once
-    principal = dataclasses.replace(principal, tenant_id=agent["tenant_id"], agent=agent)
-    return _finish(principal, agent, delegation_id, docs[1:], plan, route)
+    standing = store.start_read([plan.agent, *plan.delegation])
+    with store.start_read(plan.extra, own_connection=True) as extra:  # beside the credential; dropped if refused
+        docs = standing.result()
+        agent: records.AgentRecord | None = docs[0]
+        if agent is None or agent["disabled"]:
+            raise errors.Unauthenticated()  # read anyway for this route, so a disabled agent is refused at once
+        principal = dataclasses.replace(principal, tenant_id=agent["tenant_id"], agent=agent)
+        return _finish(principal, agent, delegation_id, docs[1:], plan, route, extra)
 
 
 def _finish(
     principal: Principal,
     agent: records.AgentRecord,
     delegation_id: str | None,
-    rest: list[Any],
+    delegation_docs: list[Any],
     plan: _Plan,
     route: str,
+    extra: store.PendingRead,
 ) -> Principal:
-    delegation_docs, extra_docs = rest[: len(plan.delegation)], rest[len(plan.delegation) :]
     if delegation_id is not None:
         principal = _act_for_grantor(principal, agent, delegation_id, delegation_docs, route)
-    return dataclasses.replace(principal, documents=dict(zip(plan.extra, extra_docs, strict=True)))
+    # Only now, the credential and its delegation standing, are the extra documents collected.
+    return dataclasses.replace(principal, documents=dict(zip(plan.extra, extra.result(), strict=True)))
 
 
 def _act_for_grantor(

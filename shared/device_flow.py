@@ -37,7 +37,7 @@ MAX_WRONG_CODES = 5  # per user, in any 60 seconds
 WRONG_CODE_WINDOW = timedelta(seconds=60)
 ACTIVATE_PATH = "/activate"
 _DOC_ID_LENGTH = 64  # a SHA-256 in hex: the start of a device code
-_WRONG, _LIMITED, _TAKEN = "wrong", "limited", "taken"  # outcomes a change returns, to commit its notes
+_WRONG, _TAKEN = "wrong", "taken"  # outcomes a change returns, to commit its notes
 
 
 class AuthorizationForm(clients.ClientForm):
@@ -140,12 +140,13 @@ class Lookup(schema.Body):
 
 def _pending_for(
     c: change.Change, principal: Principal, path: str | None, failures_path: str
-) -> DeviceAuthorizationRecord | str:
+) -> DeviceAuthorizationRecord | str | errors.RateLimited:
     """The pending authorization a person named, or why not: rate-limited, or wrong (counted)."""
     failures: records.ActivationFailuresRecord | None = c[failures_path]
     recent = [t for t in (failures["times"] if failures else []) if t > c.now - WRONG_CODE_WINDOW]
     if len(recent) >= MAX_WRONG_CODES:
-        return _LIMITED
+        wait = int((min(recent) + WRONG_CODE_WINDOW - c.now).total_seconds())  # until the oldest ages out
+        return errors.RateLimited("Too many wrong codes: wait a minute.", retry_after=max(1, wait))
     record: DeviceAuthorizationRecord | None = c[path] if path is not None else None
     if (
         record is None
@@ -170,16 +171,16 @@ def _as_person(principal: Principal, typed_code: str, act: Act) -> dict[str, Any
     failures_path = records.activation_failures_path(principal.user_id)
     path = records.device_authorization_path(user_code) if user_code is not None else None
 
-    def work(c: change.Change) -> dict[str, Any] | str:
+    def work(c: change.Change) -> dict[str, Any] | str | errors.RateLimited:
         found = _pending_for(c, principal, path, failures_path)
-        if isinstance(found, str):
+        if isinstance(found, str | errors.RateLimited):
             return found
         assert path is not None
         return act(c, found, path)
 
     outcome = change.apply(principal, [failures_path, *([path] if path else [])], work)
-    if outcome == _LIMITED:
-        raise errors.RateLimited("Too many wrong codes: wait a minute.")
+    if isinstance(outcome, errors.RateLimited):
+        raise outcome
     if isinstance(outcome, str):
         raise errors.NotFound("No such pending code.")
     return outcome

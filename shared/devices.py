@@ -172,6 +172,25 @@ def issue(body: IssueKey, agent_id: str, principal: Principal) -> dict[str, Any]
     return answer
 
 
+def revoke_keys(c: change.Change, agent_id: str, key_ids: list[str]) -> list[str]:
+    """Inside a change that read the agent and these keys of it: revoke those not revoked yet, each
+    record and the agent written once; the caller records their events. The keys revoked now."""
+    revoked = []
+    for key_id in key_ids:
+        path = records.device_key_path(agent_id, key_id)
+        record: DeviceKeyRecord | None = c[path]
+        if record is not None and record["revoked_at"] is None:
+            record["revoked_at"] = c.now
+            c.set(path, record)
+            revoked.append(key_id)
+    agent: AgentRecord | None = c[records.agent_path(agent_id)]
+    if revoked and agent is not None:
+        for key_id in revoked:
+            agent["active_keys"].pop(key_id, None)
+        c.set(records.agent_path(agent_id), agent)
+    return revoked
+
+
 def revoke(body: RevokeKey, principal: Principal) -> dict[str, Any]:
     agent_id = ids.agent_of_device_key(body.key_id)
     if agent_id is None or (not principal.is_bridge and agent_id != principal.agent_id):
@@ -184,13 +203,8 @@ def revoke(body: RevokeKey, principal: Principal) -> dict[str, Any]:
         record: DeviceKeyRecord | None = c[key_path]
         if agent is None or record is None:
             raise errors.NotFound()
-        if record["revoked_at"] is not None:
-            return record  # already revoked: answer as before, change nothing
-        record["revoked_at"] = c.now
-        c.set(key_path, record)
-        agent["active_keys"].pop(body.key_id, None)
-        c.set(agent_path, agent)
-        c.record("device.revoke", {"kind": "device_key", "key_id": body.key_id, "agent_id": agent_id})
+        if revoke_keys(c, agent_id, [body.key_id]):  # already revoked: answer as before, change nothing
+            c.record("device.revoke", {"kind": "device_key", "key_id": body.key_id, "agent_id": agent_id})
         return record
 
     record = change.apply(principal, [agent_path, key_path], work)

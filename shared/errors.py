@@ -74,6 +74,10 @@ class RateLimited(ApiError):
     code, status = "rate_limited", 429
     default_description = "Too many requests; retry later."
 
+    def __init__(self, description: str | None = None, *, retry_after: int | None = None) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after  # whole seconds until a request would be counted again: Retry-After
+
 
 class Unavailable(ApiError):
     code, status = "unavailable", 503

@@ -4,16 +4,19 @@
 anything else, hands the pipeline a ``Call`` (headers and a lazily parsed,
 strictly validated body), turns every ``ApiError`` into its wire answer, and
 turns anything else into a bare ``500 internal`` whose log line names only the
-exception type: never a stack trace, key or body.
+exception type: never a stack trace, key or body. Every request is answered inside
+``logs.request`` and logs exactly one JSON line of its own (``logs.request_line``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import re
 import secrets
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,12 +24,13 @@ from typing import Any, TypeVar
 
 import flask
 
-from shared import errors, schema, strictjson
+from shared import errors, logs, schema, strictjson
 
 log = logging.getLogger("agentpack")
 
 MAX_BODY_BYTES = 64 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
 M = TypeVar("M", bound=schema.Body)
 F = TypeVar("F", bound=schema.Form)
 FORM = "application/x-www-form-urlencoded"
@@ -50,6 +54,7 @@ class Call:
     headers: Mapping[str, list[str]]  # lower-cased names, every value sent
     raw_body: bytes
     query: Mapping[str, list[str]] = field(default_factory=dict)  # the URL's query parameters, every value sent
+    client_address: str = ""  # who sent it, as the platform says (``_client_address``): for rate limits
 
     def header(self, name: str) -> list[str]:
         return self.headers.get(name.lower(), [])
@@ -96,7 +101,8 @@ def _form_object(raw: bytes) -> dict[str, str]:
 
 def _request_id(request: flask.Request) -> str:
     sent = request.headers.get("x-request-id", "")
-    return sent if _REQUEST_ID.fullmatch(sent) else "req_" + secrets.token_urlsafe(16)
+    kept = _REQUEST_ID.fullmatch(sent) and not logs.credential_shaped(sent)  # it is echoed and logged
+    return sent if kept else "req_" + secrets.token_urlsafe(16)
 
 
 def _is_media(content_type: str, expected: str) -> bool:
@@ -133,6 +139,12 @@ def _query(request: flask.Request) -> dict[str, list[str]]:
     return {name: request.args.getlist(name) for name in request.args}
 
 
+def _client_address(request: flask.Request) -> str:
+    """The first address of X-Forwarded-For, which Cloud Functions sets to the caller's; else the peer's."""
+    forwarded = request.headers.get("x-forwarded-for", "").split(",", 1)[0].strip()
+    return forwarded or request.remote_addr or ""
+
+
 def _respond(result: Reply, request_id: str) -> flask.Response:
     if isinstance(result.body, bytes):
         response = flask.Response(result.body, status=result.status, content_type=result.content_type)
@@ -151,6 +163,8 @@ def _error_reply(error: errors.ApiError, method: str) -> Reply:
     headers = {"Allow": method} if isinstance(error, errors.MethodNotAllowed) else {}
     if error.challenge is not None:
         headers["WWW-Authenticate"] = error.challenge
+    if isinstance(error, errors.RateLimited) and error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     return Reply(error.status, error.body(), headers)
 
 
@@ -164,31 +178,59 @@ def endpoint(route: str, *, method: str = "POST", media: str = "application/json
     def wrap(pipeline: Pipeline) -> Handler:
         @functools.wraps(pipeline)
         def handle(request: flask.Request) -> flask.Response:
+            started = time.perf_counter()
+            logs.install()
             request_id = _request_id(request)
-            try:
-                if request.method != method:
-                    raise errors.MethodNotAllowed(f"This route answers {method} only.")
-                raw = _read_body(request, media) if method == "POST" else b""
-                result = pipeline(Call(route, request_id, _headers(request), raw, _query(request)))
-            except errors.Refused as refusal:
-                if isinstance(refusal, errors.ConfigRefused):  # logged here, once; never a token or body refusal
-                    log.error("route=%s request_id=%s configuration refused: %s", route, request_id, refusal.reason)
-                result = _error_reply(errors.wire(refusal), method)
-            except errors.ApiError as error:
-                if error.status >= 500:
-                    log.warning("route=%s request_id=%s answered %s", route, request_id, error.code)
-                result = _error_reply(error, method)
-            except Exception as exc:  # noqa: BLE001 - the one place a bug becomes a bare 500
-                frame = exc.__traceback__
-                while frame is not None and frame.tb_next is not None:
-                    frame = frame.tb_next
-                where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
-                name = type(exc).__name__
-                log.error("route=%s request_id=%s internal error %s at %s", route, request_id, name, where)
-                result = _error_reply(errors.Internal(), method)
-            return _respond(result, request_id)
+            headers = _headers(request)
+            with logs.request(route, request_id, headers):
+                result = _answer(
+                    pipeline,
+                    request,
+                    Call(route, request_id, headers, b"", _query(request), _client_address(request)),
+                    method,
+                    media,
+                )
+                response = _respond(result, request_id)
+                logs.request_line(
+                    method=request.method,
+                    status=result.status,
+                    latency_seconds=time.perf_counter() - started,
+                    error=_error_code(result),
+                    remote_addr=request.remote_addr,
+                    user_agent_sent=request.headers.get("user-agent"),
+                )
+            return response
 
         handle.route = route  # type: ignore[attr-defined]
         return handle
 
     return wrap
+
+
+def _answer(pipeline: Pipeline, request: flask.Request, call: Call, method: str, media: str) -> Reply:
+    """The pipeline's reply, or the wire answer of what it raised; a bug is a bare 500, logged by class only."""
+    try:
+        if request.method != method:
+            raise errors.MethodNotAllowed(f"This route answers {method} only.")
+        raw = _read_body(request, media) if method == "POST" else b""
+        return pipeline(dataclasses.replace(call, raw_body=raw))  # ``call`` as named, with its body once read
+    except errors.Refused as refusal:
+        if isinstance(refusal, errors.ConfigRefused):  # logged here, once; never a token or body refusal
+            log.error("configuration refused: %s", refusal.reason)
+        return _error_reply(errors.wire(refusal), method)
+    except errors.ApiError as error:
+        if error.status >= 500:
+            log.warning("answered %s", error.code)
+        return _error_reply(error, method)
+    except Exception as exc:  # noqa: BLE001 - the one place a bug becomes a bare 500
+        frame = exc.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
+        log.error("internal error %s at %s", type(exc).__name__, where)  # the class and place: never its values
+        return _error_reply(errors.Internal(), method)
+
+
+def _error_code(result: Reply) -> str | None:
+    code = result.body.get("error") if isinstance(result.body, Mapping) and result.status >= 400 else None
+    return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None

@@ -14,6 +14,7 @@ never narrowed in silence; without ``scope`` a token carries all it may have.
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -654,16 +655,36 @@ class _Held:
         agent: AgentRecord | None = documents[agent_path]
         key: DeviceKeyRecord | None = documents[key_path[0]] if key_path else None
         if (
-            family is None
-            or family["revoked_at"] is not None
-            or family["current_hash"] != self.refresh_hash
-            or clock.now() >= family["current_expires_at"]
+            not refresh_token_is_current(family, self.refresh_hash)
             or agent is None
             or agent["disabled"]
             or (key_path and (key is None or not credentials.key_is_live(key)))
         ):
             return None
         return family
+
+
+def refresh_token_is_current(family: RefreshFamilyRecord | None, presented_hash: str | None) -> bool:
+    """Whether a refresh token (by its hash) is its family's one live token: family standing, not expired."""
+    return (
+        family is not None
+        and presented_hash is not None
+        and family["revoked_at"] is None
+        and hmac.compare_digest(family["current_hash"], presented_hash)
+        and clock.now() < family["current_expires_at"]
+    )
+
+
+def revoke_family(c: change.Change, family_id: str) -> RefreshFamilyRecord | None:
+    """Inside a change that read the family: revoke it (every token of it, refresh and access, from the next
+    request). The family if it was revoked now; None if absent or revoked before. The caller records the event."""
+    path = records.refresh_family_path(family_id)
+    family: RefreshFamilyRecord | None = c[path]
+    if family is None or family["revoked_at"] is not None:
+        return None
+    family["revoked_at"] = c.now
+    c.set(path, family)
+    return family
 
 
 def introspect(request: credentials.Request, form: IntrospectForm) -> dict[str, Any]:
@@ -717,9 +738,7 @@ def revoke(request: credentials.Request, form: RevokeForm) -> dict[str, Any]:
                 return
             if family["client_id"] != client.agent_id:
                 raise errors.UnauthorizedClient("The token was issued to another client.")
-            if family["revoked_at"] is None:
-                family["revoked_at"] = c.now
-                c.set(family_path, family)
+            if revoke_family(c, held.family_id):
                 c.record(
                     "token.revoke", {"kind": "refresh_family", "agent_id": client.agent_id, "family_id": held.family_id}
                 )

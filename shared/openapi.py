@@ -33,6 +33,7 @@ from shared import (
     device_flow,
     devices,
     http,
+    leaks,
     oauth,
     relations,
     schema,
@@ -303,6 +304,22 @@ ROUTES: tuple[Route, ...] = (
         answers.DeviceKeyList,
         ANY_CREDENTIAL,
         {403: NOT_THIS_CREDENTIAL + ".", 404: "not_found: no such agent (bridge key)."},
+    ),
+    Route(
+        "keys/report-leak",
+        "Report leaked keys (apkd_, apkr_, apkb_): each live device key is revoked, each live refresh token "
+        "revokes its family, a live bridge key is reported; one key.leak_reported event each (actor public). "
+        "The answer is the same whichever keys were real.",
+        "Anyone: no credential (credential headers are ignored). At most 60 requests an hour per client address.",
+        leaks.ReportLeak,
+        200,
+        answers.LeakReport,
+        (),
+        {
+            400: "invalid_request: not {keys: [...]} with 1 to 100 strings (each at most 256 characters).",
+            429: "rate_limited: more than 60 requests in the last hour from this client address (counted in "
+            "5-minute steps); Retry-After says in how many seconds one more is counted. Nothing was done.",
+        },
     ),
     Route(
         "delegate",
@@ -768,6 +785,8 @@ def _request_name(path: str) -> str:
 def _error_responses(route: Route) -> dict[str, Any]:
     if route.method == "POST":
         described = {**COMMON_ERRORS, **route.errors}
+        if not route.security:
+            del described[401]  # a route that takes no credential refuses none
     else:  # no body and no credential: only the method (or the deployment) can be wrong
         described = {
             405: f"method_not_allowed: the route answers {route.method} only.",
@@ -781,6 +800,11 @@ def _error_responses(route: Route) -> dict[str, Any]:
             headers["Allow"] = {
                 "description": "The one method the route answers.",
                 "schema": {"type": "string", "const": route.method},
+            }
+        if status == 429:
+            headers["Retry-After"] = {
+                "description": "Seconds until a request of this caller is counted again.",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
             }
         responses[str(status)] = {
             "description": described[status],

@@ -1,8 +1,10 @@
 """The verified caller: who a request acts as, who holds the credential, and what that credential stands on.
 
 Only ``credentials.resolve`` makes one (and ``BRIDGE`` stands for the operator's
-own scripts); every domain module reads it. It depends on nothing but the errors
-and the record shapes, so any module may import it.
+own scripts, ``PUBLIC`` for an anonymous caller of the leak-report route, which
+carries no credential and passes no credential check); every domain module reads
+it. It depends on nothing but the errors and the record shapes, so any module may
+import it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Literal
 
 from shared import errors, records
 
-Via = Literal["bridge_key", "device_key", "capability", "access_token", "client", "id_token"]
+Via = Literal["bridge_key", "device_key", "capability", "access_token", "client", "id_token", "none"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Principal:
     asked to read beside the credential, by path.
     """
 
-    kind: Literal["bridge", "agent", "user"]
+    kind: Literal["bridge", "agent", "user", "public"]
     via: Via
     request_id: str = ""
     agent_id: str | None = None
@@ -63,7 +65,7 @@ class Principal:
             raise errors.Forbidden("Only a signed-in user may do this.")
 
     def require_user_or_bridge(self) -> None:
-        if self.kind == "agent":
+        if self.kind not in ("user", "bridge"):
             raise errors.Forbidden("Only a signed-in user or the bridge key may do this.")
 
     def require_agent(self) -> None:
@@ -86,6 +88,8 @@ class Principal:
         """The agent a request acts on: an agent caller always acts on itself, whatever the body says."""
         if self.agent_id is not None:
             return self.agent_id
+        if not self.is_bridge:
+            raise errors.Forbidden("This needs a credential.")  # only the bridge key names the agent it acts on
         if requested_agent_id is None:
             raise errors.InvalidRequest("agent_id: required with the bridge key")
         return requested_agent_id
@@ -110,6 +114,8 @@ class Principal:
     def audit_actor(self) -> dict[str, Any]:
         if self.is_bridge:
             return {"kind": "bridge"}
+        if self.kind == "public":
+            return {"kind": "public"}
         if self.kind == "user":
             return {"kind": "user", "user_id": self.user_id}
         actor: dict[str, Any] = {"kind": "agent", "agent_id": self.actor_id}
@@ -119,3 +125,4 @@ class Principal:
 
 
 BRIDGE = Principal(kind="bridge", via="bridge_key")
+PUBLIC = Principal(kind="public", via="none")  # anyone: the actor of a leak report, which needs no credential

@@ -262,3 +262,18 @@ def spent_assertion_path(digest: str) -> str:
 
 def capability_path(jti: str) -> str:
     return f"{CAPABILITY_TOKENS}/j_{jti}"  # the prefix keeps "." or "__x__" legal document IDs
+
+
+RATE_COUNTERS = "rate_counters"
+
+
+class RateCounterRecord(TypedDict):
+    """Requests of one key (a hashed client address) in one bucket of time, on one shard (``ratelimit``)."""
+
+    count: int
+    expire_at: datetime  # for a Firestore TTL policy: when the bucket has left every window
+
+
+def rate_counter_path(digest: str, bucket: int, shard: int) -> str:
+    """The key's hash first, the bucket after: one moment's counters spread over the key range."""
+    return f"{RATE_COUNTERS}/{digest}_{bucket}_{shard}"

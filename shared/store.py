@@ -47,6 +47,16 @@ PRIVATE_CLIENT_ATTRIBUTES = (
     "Client._rpc_metadata",
     "Client._client_info",
     "Client._emulator_channel",
+    "Client._emulator_host",
+    "Client._target",
+    "Client._credentials",
+)
+# A channel of its own gets a connection of its own: gRPC shares one between channels of equal arguments.
+_OWN_CONNECTION_OPTIONS = (
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.keepalive_time_ms", 30000),
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
 )
 
 # Status codes that mean "the datastore could not answer now": retried while the deadline allows, then 503.
@@ -98,6 +108,8 @@ def reset() -> None:
     """Forget the client (tests that point the service at another datastore)."""
     _client.cache_clear()
     _raw_batch_get.cache_clear()
+    _side_batch_get.cache_clear()
+    _side_channel.cache_clear()
 
 
 @functools.cache
@@ -193,40 +205,125 @@ def get_many(paths: Sequence[str]) -> list[Any]:
     stores, skipping the library's generic wrappers (most of a request's CPU otherwise).
     The answers are read-only: a caller that wants to change a document reads it in a transaction.
     """
-    import grpc
+    return start_read(paths).result()
 
-    batch_get, database, metadata, request_type = _raw_batch_get()
-    prefix = database + "/documents/"
-    request = request_type(database=database, documents=[prefix + p for p in paths])
-    deadline = time.monotonic() + config.get().datastore_deadline_seconds
-    for attempt in itertools.count():
-        found: dict[str, Doc | None] = {}
-        try:
-            for answer in batch_get(request, metadata=metadata, timeout=max(0.05, deadline - time.monotonic())):
-                if answer.HasField("found"):
-                    found[answer.found.name[len(prefix) :]] = {k: _decode(v) for k, v in answer.found.fields.items()}
-            return [found.get(p) for p in paths]
-        except grpc.RpcError as exc:
-            code = exc.code().name if isinstance(exc, grpc.Call) else None
-            pause = RETRY.pause(attempt)
-            if code in RETRIED_CODES and time.monotonic() + pause < deadline:
-                time.sleep(pause)
-                continue
-            if code in TRANSIENT_CODES:
-                log.warning("datastore unavailable: %s", code)
-                raise errors.Unavailable() from None
-            raise
-    raise AssertionError("unreachable")
+
+def start_read(paths: Sequence[str], *, own_connection: bool = False) -> PendingRead:
+    """Start reading ``paths`` (one BatchGetDocuments call) and return at once, the call in flight.
+
+    Two reads started one after the other cost one round trip of latency. Nothing of the answer is
+    received or decoded until ``result()``; ``cancel()`` (or leaving its ``with`` block uncollected)
+    drops it unread, so a refused request never waits for, nor decodes, what it would have returned.
+    ``own_connection`` sends it on a second channel: on the shared connection a large answer would
+    arrive ahead of (and so delay) the other read's, whether or not it is ever collected.
+    """
+    return PendingRead(list(paths), _side_batch_get if own_connection else _raw_batch_get)
+
+
+class PendingRead:
+    """One BatchGetDocuments call in flight: ``result()`` collects it, ``cancel()`` drops it unread."""
+
+    def __init__(self, paths: list[str], rpc: Callable[[], RawBatchGet]) -> None:
+        self.paths = paths
+        self._rpc = rpc
+        self._deadline = time.monotonic() + config.get().datastore_deadline_seconds
+        self._call: Any = self._issue() if paths else None
+        self._documents: list[Any] | None = None if paths else []
+        self._cancelled = False
+
+    def _issue(self) -> Any:
+        batch_get, database, metadata, request_type = self._rpc()
+        prefix = database + "/documents/"
+        request = request_type(database=database, documents=[prefix + p for p in self.paths])
+        return batch_get(request, metadata=metadata, timeout=max(0.05, self._deadline - time.monotonic()))
+
+    def result(self) -> list[Any]:
+        """The documents, in the order asked (None for an absent one); retried within the deadline."""
+        import grpc
+
+        if self._documents is not None:
+            return self._documents
+        if self._cancelled:
+            raise RuntimeError("this read was cancelled")
+        prefix = self._rpc()[1] + "/documents/"
+        for attempt in itertools.count():
+            found: dict[str, Doc | None] = {}
+            try:
+                for answer in self._call:
+                    if answer.HasField("found"):
+                        found[answer.found.name[len(prefix) :]] = _decode_fields(answer.found.fields)
+                self._documents = [found.get(p) for p in self.paths]
+                return self._documents
+            except grpc.RpcError as exc:
+                code = exc.code().name if isinstance(exc, grpc.Call) else None
+                pause = RETRY.pause(attempt)
+                if code in RETRIED_CODES and time.monotonic() + pause < self._deadline:
+                    time.sleep(pause)
+                    self._call = self._issue()
+                    continue
+                if code in TRANSIENT_CODES:
+                    log.warning("datastore unavailable: %s", code)
+                    raise errors.Unavailable() from None
+                raise
+        raise AssertionError("unreachable")
+
+    def cancel(self) -> None:
+        """Drop the call unless collected: what it would have returned is never received here nor decoded."""
+        if self._documents is None and not self._cancelled:
+            self._cancelled = True
+            self._call.cancel()
+
+    def __enter__(self) -> PendingRead:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.cancel()
+
+
+def _decode_fields(fields: Any) -> Doc:
+    """One found document's fields as Python (the one place a read's answer is decoded)."""
+    return {k: _decode(v) for k, v in fields.items()}
+
+
+RawBatchGet = tuple[Any, str, list[tuple[str, str]], Any]  # the call, the database, its metadata, the request type
 
 
 @functools.cache
-def _raw_batch_get() -> tuple[Any, str, list[tuple[str, str]], Any]:
+def _raw_batch_get() -> RawBatchGet:
+    return _batch_get_on(client()._firestore_api._transport.grpc_channel)
+
+
+@functools.cache
+def _side_batch_get() -> RawBatchGet:
+    return _batch_get_on(_side_channel())
+
+
+@functools.cache
+def _side_channel() -> Any:
+    """A second channel, built as the library builds its own, on a connection of its own (kept here: a
+    channel no longer referenced is closed, whatever still calls through it)."""
+    import grpc
+    import grpc.experimental
+
+    # Its calls are served in the calling thread alone: nothing of an answer is received, by any
+    # thread, until it is collected, and a dropped read costs no background work.
+    options = [*_OWN_CONNECTION_OPTIONS, (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
+    db = client()
+    if db._emulator_host is not None:
+        channel = grpc.insecure_channel(db._emulator_host, options=options)
+        wrapper = _channel_wrapper
+        return channel if wrapper is None else wrapper(channel)  # tests only (see wrap_channel)
+    transport = type(db._firestore_api._transport)
+    return transport.create_channel(db._target, credentials=db._credentials, options=options)
+
+
+def _batch_get_on(channel: Any) -> RawBatchGet:
     from google.api_core import gapic_v1
     from google.cloud.firestore_v1.types import firestore as types
 
     db = client()
     request_type, response_type = types.BatchGetDocumentsRequest.pb(), types.BatchGetDocumentsResponse.pb()
-    batch_get = db._firestore_api._transport.grpc_channel.unary_stream(
+    batch_get = channel.unary_stream(
         "/google.firestore.v1.Firestore/BatchGetDocuments",
         request_serializer=request_type.SerializeToString,
         response_deserializer=response_type.FromString,
@@ -376,6 +473,15 @@ def create_once(path: str, data: Mapping[str, Any]) -> bool:
         except gexc.AlreadyExists:
             return False
     return True
+
+
+def increment(path: str, field: str, data: Mapping[str, Any]) -> None:
+    """Add one to ``field`` of a document (made if absent) and set ``data`` beside it, in one blind write:
+    no read and no transaction, so concurrent increments never contend (a counter, ``ratelimit``)."""
+    from google.cloud import firestore
+
+    with faults_as_unavailable():
+        client().document(path).set({**data, field: firestore.Increment(1)}, merge=True)
 
 
 def page(rows: list[tuple[str, Any]], page_size: int) -> tuple[list[Any], str | None]:

@@ -24,9 +24,33 @@ from functions_framework import create_app  # noqa: E402
 
 from scripts import emulator  # noqa: E402
 from shared import clock, config, store  # noqa: E402
+from tests import log_scan  # noqa: E402
 
 DEV_ENV = emulator.read_dev_env()
 BRIDGE_KEY = DEV_ENV["AGENTPACK_BRIDGE_KEY"]
+
+
+# ---------------------------------------------------------------- every log line of the session, scanned
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    import logging
+
+    logging.getLogger().addHandler(log_scan.Capture(log_scan.SESSION))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A log line holding a key, token, digest, traceback or secret fails the run, naming its logger."""
+    found = log_scan.report(log_scan.SESSION.findings(log_scan.dev_secrets()))
+    if not found:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for line in ["the log scan failed the run:", *found]:
+        if reporter is not None:
+            reporter.write_line(line, red=True)
+        else:
+            print(line, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _free_port() -> int:
@@ -85,7 +109,7 @@ class Api:
     """Calls routes the way a client would: POST JSON to the function serving the route."""
 
     def call(self, route: str, body: Any = None, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
-        client = function_client(route.replace("/", "_"))
+        client = function_client(route.replace("/", "_").replace("-", "_"))  # keys/report-leak: keys_report_leak
         if body is not None and "data" not in kwargs:
             kwargs["json"] = body
         return client.post("/", headers=headers or {}, **kwargs)

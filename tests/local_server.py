@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts import emulator
+from tests import log_scan
 from tests.conftest import ROOT
 
 
@@ -42,8 +44,17 @@ def serve(env: dict[str, str], script: bool = False) -> subprocess.Popen[str]:
     )
 
 
+def _scan_output(server: subprocess.Popen[str]) -> None:
+    assert server.stderr is not None
+    for line in server.stderr:
+        log_scan.SESSION.feed("scripts/serve", line)
+
+
 def banner(server: subprocess.Popen[str], timeout: float = 150) -> str:
-    """The first line the server prints, within ``timeout`` seconds (it prints nothing else to stdout)."""
+    """The first line the server prints, within ``timeout`` seconds (it prints nothing else to stdout).
+
+    Once it is serving, its standard error (one JSON log line per request) is read as it comes, for
+    the session's log scan, so that pipe never fills: ``server.stderr`` is that thread's alone."""
     assert server.stdout is not None
     os.set_blocking(server.stdout.fileno(), False)
     deadline = time.monotonic() + timeout
@@ -55,6 +66,8 @@ def banner(server: subprocess.Popen[str], timeout: float = 150) -> str:
             if server.poll() is not None or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
+    if "serving" in text:
+        threading.Thread(target=_scan_output, args=(server,), daemon=True).start()
     return text
 
 

@@ -673,3 +673,36 @@ def test_users_grants_and_authz_with_the_bridge_key_and_an_agent(
     )
     assert (gone.returncode, gone.stdout) == (1, "denied\n")
     assert as_json("users", "update", user_id, "--enable", env=operator)["disabled"] is False
+
+
+# ---------------------------------------------------------------- reporting a leaked key
+
+
+def test_keys_report_leak_finds_keys_in_a_file_or_stdin_and_needs_no_credential(
+    served: Served, operator: dict[str, str], tmp_path: Path
+) -> None:
+    alice = agent_env(served, tmp_path, operator, "alice")
+    bob = agent_env(served, tmp_path, operator, "bob")
+    assert run("agents", "get", env=alice).returncode == 0
+    leaked = Path(alice["AGENTPACK_DEVICE_KEY_FILE"]).read_text().strip()
+    log = tmp_path / "ci.log"
+    log.write_text(f"step 3\nexport AGENTPACK_DEVICE_KEY={leaked} # oops\n{leaked}\napkd_short\n")
+    anyone = {"AGENTPACK_URL": served.url}  # no credential at all
+
+    reported = ok("keys", "report-leak", "--file", str(log), env=anyone)
+    assert "keys reported" in reported.stdout and " 1" in reported.stdout  # the same key twice: sent once
+    assert leaked not in reported.stdout + reported.stderr
+    refused = run("agents", "get", env=alice)
+    assert refused.returncode == 3 and "unauthenticated" in refused.stderr
+    assert run("agents", "get", env=bob).returncode == 0  # another agent's key stands
+
+    bob_key = Path(bob["AGENTPACK_DEVICE_KEY_FILE"]).read_text()
+    assert as_json("keys", "report-leak", env=anyone, stdin=f"found: {bob_key}") == {"received": 1}
+    assert run("agents", "get", env=bob).returncode == 3
+    events = as_json("audit", "list", "--action", "key.leak_reported", env=operator)
+    assert sorted(e["target"]["agent_id"] for e in events["events"]) == sorted([alice["AGENT_ID"], bob["AGENT_ID"]])
+
+    nothing = run("keys", "report-leak", "apkd_short", env=anyone)
+    assert nothing.returncode == 2 and "no key found" in nothing.stderr
+    both = run("keys", "report-leak", leaked, "--file", str(log), env=anyone)
+    assert both.returncode == 2

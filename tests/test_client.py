@@ -29,6 +29,7 @@ import pytest
 import agentpack
 from agentpack import Client, config, errors, rotation
 from agentpack.client import READ_ROUTES, route_path
+from tests import log_scan
 from tests.conftest import BRIDGE_KEY, DEV_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,7 @@ def local_server(emulator_host: str, log: Path, **extra_env: str) -> Iterator[st
     finally:
         server.terminate()
         server.wait(timeout=10)
+        log_scan.SESSION.feed("scripts/serve", log.read_text(errors="replace"))  # its log lines, scanned
 
 
 def _warm_up(url: str, bridge_key: str) -> None:

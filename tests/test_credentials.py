@@ -66,7 +66,7 @@ class StoreReads:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[str] = []
-        for name in ("get_many", "transact", "query", "list_children", "scan_group"):
+        for name in ("get_many", "start_read", "transact", "query", "list_children", "scan_group"):
             original = getattr(store, name)
             monkeypatch.setattr(store, name, self._recording(name, original))
 

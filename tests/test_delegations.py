@@ -238,18 +238,30 @@ def test_list_shows_granted_and_received(world: World) -> None:
 def test_a_delegated_request_costs_one_round_trip(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     delegation = world.grant(["secrets/get", "secrets/put"]).get_json()["delegation_id"]
     world.as_delegate("secrets/put", {"name": "db", "value": "v"}, delegation)
-    batches: list[list[str]] = []
-    real = store.get_many
+    events: list[tuple[str, int]] = []
+    real = store.start_read
 
-    def counting(paths: Any) -> Any:
-        batches.append(list(paths))
-        return real(paths)
+    class Recorded:  # the real read, its start and its collection noted (observation only)
+        def __init__(self, paths: list[str], **options: bool) -> None:
+            self.pending, self.size = real(paths, **options), len(paths)
+            events.append(("start", self.size))
 
-    monkeypatch.setattr(store, "get_many", counting)
+        def result(self) -> list[Any]:
+            events.append(("collect", self.size))
+            return self.pending.result()
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            self.pending.cancel()
+
+    monkeypatch.setattr(store, "start_read", Recorded)
     answer = world.as_delegate("secrets/get", {"name": "db"}, delegation)
     assert answer.get_json()["value"] == "v"
-    assert len(batches) == 1  # grantee, its key, the delegation, the grantor and the secret, together
-    assert len(batches[0]) == 5
+    # Grantee, its key, the delegation and the grantor; the grantor's secret beside them, in flight at
+    # the same time (one round trip of latency) and collected only once the delegation stands.
+    assert events == [("start", 4), ("start", 1), ("collect", 4), ("collect", 1)]
 
 
 def test_a_capability_token_can_carry_a_delegation(world: World) -> None:

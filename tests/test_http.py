@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from shared import ids, keys
+from tests import log_scan
 from tests.conftest import BRIDGE_KEY, DEV_ENV, ROOT, Api, function_client
 
 ROUTES = [
@@ -264,6 +265,7 @@ def live_server(emulator_host: str) -> Iterator[tuple[int, Path]]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+        log_scan.SESSION.feed("functions-framework", log_path.read_text(errors="replace"))  # scanned at the end
         log_path.unlink()
 
 

@@ -1,37 +1,47 @@
-"""Fuzzing the form bodies of /oauth/token, /oauth/introspect and /oauth/revoke with Hypothesis.
+"""Fuzzing the form bodies of /oauth/token, /oauth/introspect, /oauth/revoke and
+/oauth/device_authorization with Hypothesis.
 
 Random parameters and values (known names, duplicates, huge values, odd bytes and
 percent-escapes, JWT-shaped and key-shaped strings), random encodings and headers,
 through the real functions-framework apps. Never a 500; every error has the
 ``{"error", "error_description"}`` shape; a refused request writes nothing, not
-even an audit event. Bounded and derandomized, so CI sees the same examples.
+even an audit event (or a device authorization). Bounded and derandomized, so CI sees the same
+examples; ``AGENTPACK_FUZZ_SCALE=10`` runs ten times as many.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import time
 import urllib.parse
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import jws, keys
+from shared import jws, keys, records, store
 from tests.conftest import BRIDGE_KEY, Api, function_client
 from tests.oauth_support import (
     ASSERTION_TYPE,
     FORM,
+    ISSUER,
     JWT_BEARER,
     ROUTE,
+    TOKEN_URL,
     KeyPair,
     access_token_for,
     assertion,
     basic,
+    dpop_proof,
     key_pair,
     login,
     new_client,
     secret_key,
+    token,
+    use,
     written,
 )
 
@@ -47,10 +57,17 @@ NAMES = [
     "client_assertion",
     "token",
     "token_type_hint",
+    "subject_token",
+    "subject_token_type",
+    "device_code",
+    "resource",
 ]
-GRANTS = ["client_credentials", JWT_BEARER, "refresh_token", "password", ""]
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+GRANTS = ["client_credentials", JWT_BEARER, "refresh_token", "password", "", TOKEN_EXCHANGE, DEVICE_CODE]
+SCALE = int(os.environ.get("AGENTPACK_FUZZ_SCALE", "1"))
 FUZZ = settings(
-    max_examples=40,
+    max_examples=40 * SCALE,
     derandomize=True,
     deadline=None,
     database=None,
@@ -90,7 +107,9 @@ def _values(real: list[str]) -> st.SearchStrategy[str]:
 
 def _bodies(real: list[str], lead: str) -> st.SearchStrategy[bytes]:
     """Form bodies; most start with ``lead`` (the endpoint's main parameter) so they get past its first check."""
-    first = st.sampled_from([*GRANTS[:3], None]) if lead == "grant_type" else st.sampled_from(real) | st.none()
+    first = (
+        st.sampled_from([*GRANTS[:3], *GRANTS[5:], None]) if lead == "grant_type" else st.sampled_from(real) | st.none()
+    )
     listed = st.lists(st.tuples(st.sampled_from(NAMES) | st.text(max_size=12), _values(real)), max_size=8)
     pairs = st.builds(
         lambda value, rest: ([(lead, value)] if value is not None else []) + rest,
@@ -130,6 +149,21 @@ def _headers(real: list[str], agent: str, secret: str) -> st.SearchStrategy[dict
     ).map(lambda h: {k: v for k, v in h.items() if all(c.isprintable() and ord(c) < 128 for c in v)})
 
 
+LEADS = {
+    "oauth_token": "grant_type",
+    "oauth_introspect": "token",
+    "oauth_revoke": "token",
+    "oauth_device_authorization": "client_id",
+}
+
+
+def _written() -> dict[str, int]:
+    """``written()``, and the device authorizations (a refused request starts none; a poll updates its own)."""
+    db = store.client()
+    count = db.collection(records.DEVICE_AUTHORIZATIONS).count().get()[0][0].value  # type: ignore[no-untyped-call]
+    return {**written(), records.DEVICE_AUTHORIZATIONS: int(count)}
+
+
 def _fuzz(api: Api, function: str) -> None:
     agent = new_client(api)
     secret, _ = secret_key(api, agent)
@@ -146,11 +180,11 @@ def _fuzz(api: Api, function: str) -> None:
     ]
     client = function_client(function)
     seen: set[int] = set()
-    baseline = [written()]
+    baseline = [_written()]
 
     @FUZZ
     @given(
-        body=_bodies(real, "grant_type" if function == "oauth_token" else "token"),
+        body=_bodies(real, LEADS[function]),
         headers=_headers(real, agent, secret),
     )
     def run(body: bytes, headers: dict[str, str]) -> None:
@@ -166,7 +200,7 @@ def _fuzz(api: Api, function: str) -> None:
             for value in (secret, *real[3:6]):  # never echo a secret or token back
                 assert value not in result["error_description"]
         if answer.status_code not in (413, 415):  # those are answered before any handler runs
-            now = written()
+            now = _written()
             if answer.status_code >= 400:
                 assert now == baseline[0], (body[:200], headers, result)
             baseline[0] = now
@@ -185,3 +219,30 @@ def test_fuzz_the_introspection_endpoint(api: Api) -> None:
 
 def test_fuzz_the_revocation_endpoint(api: Api) -> None:
     _fuzz(api, "oauth_revoke")
+
+
+def test_fuzz_the_device_authorization_endpoint(api: Api) -> None:
+    _fuzz(api, "oauth_device_authorization")
+
+
+@pytest.mark.parametrize("iat", [10**400, -(10**400)], ids=["1e400", "-1e400"])
+def test_a_dpop_proof_with_a_huge_iat_is_refused_not_a_500(api: Api, iat: int) -> None:
+    """Regression (found by tests/test_parser_fuzz.py): a proof's iat beyond a float made dpop.verify
+    raise OverflowError, a 500 at the token endpoint and on every route a DPoP-bound token reaches."""
+    agent = new_client(api)
+    secret, _ = secret_key(api, agent)
+    holder = KeyPair.new()
+    before = written()
+    answer = token(
+        {"grant_type": "client_credentials"}, {**basic(agent, secret), "DPoP": dpop_proof(holder, TOKEN_URL, iat=iat)}
+    )
+    assert (answer.status_code, answer.get_json()["error"]) == (400, "invalid_dpop_proof")
+    assert written() == before
+    bound = token({"grant_type": "client_credentials"}, {**basic(agent, secret), "DPoP": dpop_proof(holder, TOKEN_URL)})
+    assert bound.status_code == 200, bound.get_json()
+    access = str(bound.get_json()["access_token"])
+    route_url = f"{ISSUER}/{ROUTE}"
+    refused = use(access, scheme="DPoP", proof=dpop_proof(holder, route_url, access_token=access, iat=iat))
+    assert (refused.status_code, refused.get_json()["error"]) == (401, "unauthenticated")
+    fresh = dpop_proof(holder, route_url, access_token=access, iat=int(time.time()))
+    assert use(access, scheme="DPoP", proof=fresh).status_code == 200

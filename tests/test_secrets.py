@@ -179,16 +179,28 @@ def test_capability_tokens_and_their_scope(api: Api, agent: tuple[str, str]) -> 
 
 def test_secrets_get_is_one_round_trip(api: Api, agent: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     put(api, agent[1], "x", "v")
-    batches: list[int] = []
-    real = store.get_many
+    events: list[tuple[str, int]] = []
+    real = store.start_read
 
-    def counting(paths: list[str]) -> Any:
-        batches.append(len(paths))
-        return real(paths)
+    class Recorded:  # the real read, its start and its collection noted (observation only)
+        def __init__(self, paths: list[str], **options: bool) -> None:
+            self.pending, self.size = real(paths, **options), len(paths)
+            events.append(("start", self.size))
 
-    monkeypatch.setattr(store, "get_many", counting)
+        def result(self) -> list[Any]:
+            events.append(("collect", self.size))
+            return self.pending.result()
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            self.pending.cancel()
+
+    monkeypatch.setattr(store, "start_read", Recorded)
     assert api.device(agent[1], "secrets/get", {"name": "x"}).status_code == 200
-    assert batches == [3]  # agent, key and secret in one read
+    # The agent and key, and the secret beside them: both in flight before either is collected.
+    assert events == [("start", 2), ("start", 1), ("collect", 2), ("collect", 1)]
 
 
 def use_keys(monkeypatch: pytest.MonkeyPatch, **versions: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from scripts import emulator
+from tests import log_scan
 from tests.conftest import ROOT
 from tests.local_server import answers, clean_env, own_emulator_ports
 
@@ -65,6 +66,7 @@ def run_doc(doc: Path, env: dict[str, str], tmp_path: Path) -> Run:
             shell.kill()
             raise
     printed, errors = out.read_text(), err.read_text()
+    log_scan.SESSION.feed(f"{doc.name}: scripts/serve", errors)  # the served JSON log lines, scanned
     assert code == 0, errors[-3000:]
     parts = re.split(r"\n@@block \d+\n", printed)
     last, _, server = parts[-1].partition("\n@@server ")

@@ -1,7 +1,8 @@
-"""agentpack keys: issue, revoke, list, rotate, expiring."""
+"""agentpack keys: issue, revoke, list, rotate, expiring, report-leak."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 from agentpack import rotation
 from agentpack.cli import output
 from agentpack.cli.context import EXIT_OK, Context, UsageError, scopes
-from agentpack.cli.files import PrivateFile
+from agentpack.cli.files import PrivateFile, read_input
+from agentpack.cli.tokens import _keyless_client
 from agentpack.models import DeviceKey, IssuedKey, to_dict
 
 
@@ -178,4 +180,32 @@ def keys_expiring(ctx: Context) -> int:
         for i in found
     ]
     output.table(("agent_id", "key_id", "label", "expires_at", "expires_in"), rows, ctx.out)
+    return EXIT_OK
+
+
+# The documented patterns of the three kinds (docs/security.md): a file or a paste may hold other text too.
+_LEAKABLE = re.compile(r"\bapk(?:d_[0-9A-Za-z]{93}|r_[0-9A-Za-z]{115}|b_[0-9A-Za-z]{49})\b")
+_REPORT_BATCH = 100  # the most one request takes
+
+
+def keys_report_leak(ctx: Context) -> int:
+    """Report leaked keys found in the arguments, a file or standard input; sends no credential."""
+    if ctx.args.keys and ctx.args.file:
+        raise UsageError("give the keys as arguments or with --file, not both")
+    text = " ".join(ctx.args.keys) if ctx.args.keys else read_input(ctx.args.file, "key: ").decode("utf-8", "replace")
+    found = list(dict.fromkeys(_LEAKABLE.findall(text)))
+    if not found:
+        raise UsageError("no key found (apkd_…, apkr_… or apkb_…, whole, with their check digits)")
+    client = _keyless_client(ctx)
+    received = 0
+    for start in range(0, len(found), _REPORT_BATCH):
+        received += client.report_leak(found[start : start + _REPORT_BATCH]).received
+    if ctx.json:
+        ctx.print_json({"received": received})
+        return EXIT_OK
+    output.record([("keys reported", received)], ctx.out)
+    ctx.note(
+        "Every live device key and refresh token among them is revoked now, and a live bridge key is reported "
+        "(replace it). The service does not say which keys were real; the agents' audit trails do."
+    )
     return EXIT_OK

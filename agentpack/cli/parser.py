@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = b.group(
         top,
         "keys",
-        "issue, revoke, list and rotate device keys; find keys about to expire",
+        "issue, revoke, list and rotate device keys; find keys about to expire; report leaked keys",
         "Device keys: the bridge key for any agent (--agent), an agent for its own keys.",
         [
             "agentpack keys issue --agent agt_... --label laptop --ttl 30d --out laptop.key",
@@ -316,6 +316,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--within", type=duration, default=7 * 86400, help="e.g. 3600, 12h, 7d (default 7d)")
     c.add_argument("--agent", help="only this agent's keys")
+    c = b.command(
+        g,
+        "report-leak",
+        keys.keys_report_leak,
+        "report leaked keys so they are revoked (no credential needed)",
+        "Report keys found where they should not be: every live device key and refresh token among\n"
+        "them is revoked at once, a live bridge key is reported. Keys are found in the arguments, in\n"
+        "--file, or on standard input (any text: only whole keys with their check digits are sent).\n"
+        "Needs no credential; the answer does not say which keys were real.",
+        [
+            "agentpack keys report-leak apkd_...",
+            "agentpack keys report-leak --file leaked.log",
+            "git show HEAD | agentpack keys report-leak",
+        ],
+    )
+    c.add_argument("keys", nargs="*", metavar="KEY", help="a leaked key (or text holding keys)")
+    c.add_argument("--file", metavar="FILE", help="read the keys from this file ('-': standard input)")
 
     # delegations
     g = b.group(

@@ -1,0 +1,148 @@
+"""What one request of the busiest routes costs in Firestore, counted (issue 13; docs/scale.md).
+
+Run with ``.venv/bin/python -m bench.costs`` from the repo root. Not part of the tests. Against a
+fresh Firestore emulator it calls each route in process (through functions-framework) once to warm
+it, then once more while a gRPC interceptor on the client's channel counts the calls (round trips),
+the documents asked for by ``BatchGetDocuments`` (billed reads, found or not) and the writes each
+``Commit`` carries. Loopback only; a few seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.core import CallCounter, InProcess, dev_env, free_port, say  # noqa: E402 - the repo root goes on the path first
+
+
+class DocumentMeter(CallCounter):
+    """The call counter of bench.core, also counting documents read and written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.writes = 0
+
+    def reset(self) -> None:
+        super().reset()
+        self.reads = self.writes = 0
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        self.writes += len(getattr(request, "writes", ()))  # Commit
+        return super().intercept_unary_unary(continuation, details, request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        self.reads += len(getattr(request, "documents", ()))  # BatchGetDocuments
+        return super().intercept_unary_stream(continuation, details, request)
+
+
+def install_meter() -> DocumentMeter:
+    """As ``bench.core.install_counter``: every Firestore client built from now on (emulator only) is metered."""
+    import grpc
+    from google.cloud.firestore_v1 import base_client
+
+    bases = (
+        grpc.UnaryUnaryClientInterceptor,
+        grpc.UnaryStreamClientInterceptor,
+        grpc.StreamUnaryClientInterceptor,
+        grpc.StreamStreamClientInterceptor,
+    )
+    meter: DocumentMeter = type("DocumentMeterInterceptor", (DocumentMeter, *bases), {})()
+    original: Any = base_client.BaseClient._emulator_channel
+
+    def metered(self: Any, transport: Any) -> Any:
+        return grpc.intercept_channel(original(self, transport), meter)
+
+    base_client.BaseClient._emulator_channel = metered  # type: ignore[method-assign]
+    return meter
+
+
+def main() -> int:
+    from scripts import emulator
+
+    for name, value in dev_env().items():
+        os.environ.setdefault(name, value)
+    meter = install_meter()
+    with emulator.running(free_port()) as host:
+        os.environ["FIRESTORE_EMULATOR_HOST"] = host
+        app = InProcess()
+        bridge = {"x-agentpack-key": os.environ["AGENTPACK_BRIDGE_KEY"]}
+
+        def setup(route: str, body: dict[str, Any]) -> Any:
+            for _ in range(5):  # a fresh emulator on a busy machine can miss the first deadlines
+                status, answer = app.call(route, body, bridge)
+                if status != 503:
+                    break
+            if status != 201:
+                sys.exit(f"error: {route} answered {status}: {answer}")
+            return answer
+
+        scopes = ["agents/get", "authz:check", "authz:write"]
+        agent = setup("agents/create", {"display_name": "costs", "scopes": scopes})
+        key = setup("device/issue", {"agent_id": agent["agent_id"]})
+        other = setup("agents/create", {"display_name": "grantee"})
+        device = {"x-agentpack-device-key": key["device_key"]}
+        pair = f"{urllib.parse.quote(agent['agent_id'], safe='')}:{urllib.parse.quote(key['device_key'], safe='')}"
+        basic = {
+            "Authorization": "Basic " + base64.b64encode(pair.encode()).decode("ascii"),
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        issued: list[str] = []
+
+        def token() -> int:
+            form = "grant_type=client_credentials"
+            return int(app.client("oauth_token").post("/", data=form, headers=basic).status_code)
+
+        def issue() -> int:
+            status, answer = app.call("device/issue", {}, device)
+            issued.append(answer["key_id"])
+            return status
+
+        def revoke() -> int:
+            return app.call("device/revoke", {"key_id": issued[-1]}, device)[0]
+
+        subject, resource = f"agent:{agent['agent_id']}", "doc:costs"
+        check = {"subject": subject, "action": "read", "resource": resource}
+        routes: list[tuple[str, Callable[[], int]]] = [
+            ("oauth/token client_credentials", token),
+            ("device/issue (key, for itself)", issue),
+            ("device/revoke (key)", revoke),
+            ("secrets/put (key)", lambda: app.call("secrets/put", {"name": "n", "value": "v"}, device)[0]),
+            ("secrets/get (key)", lambda: app.call("secrets/get", {"name": "n"}, device)[0]),
+            ("agents/get (key)", lambda: app.call("agents/get", {}, device)[0]),
+            (
+                "delegate (key)",
+                lambda: app.call(
+                    "delegate", {"to_agent": other["agent_id"], "scope": ["secrets/get"], "ttl_seconds": 600}, device
+                )[0],
+            ),
+            ("settings/list (key)", lambda: app.call("settings/list", {}, device)[0]),
+            (
+                "authz/check read (bridge)",
+                lambda: app.call("authz/check", {**check, "tenant_id": "default"}, bridge)[0],
+            ),
+            ("authz/check read (key)", lambda: app.call("authz/check", check, device)[0]),
+        ]
+        say(f"{'route':<34} {'status':>6} {'round trips':>11} {'reads':>5} {'writes':>6}  calls")
+        for name, call in routes:
+            call()  # warm: imports, the first client, the route's first document
+            if name.startswith("device/revoke"):
+                issue()  # a fresh key to revoke, outside the count
+            meter.reset()
+            status = call()
+            calls = ", ".join(method.rsplit("/", 1)[-1] for method in meter.methods)
+            say(f"{name:<34} {status:>6} {meter.total:>11} {meter.reads:>5} {meter.writes:>6}  {calls}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

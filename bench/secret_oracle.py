@@ -1,0 +1,153 @@
+"""The delegated ``secrets/get`` timing oracle: does a refusal take longer when the grantor holds a large secret?
+
+Run with ``.venv/bin/python -m bench.secret_oracle [--samples N] 2>/dev/null`` from the repo root (the
+service's JSON log lines go to standard error). Not part of the tests. Against the Firestore emulator
+named by ``FIRESTORE_EMULATOR_HOST`` (its data is wiped), else one started here on a free port and
+stopped at the end; requests go through functions-framework's ``create_app(...).test_client()`` in
+process.
+
+An agent with a valid device key names another agent's secret through a delegation it does not hold
+(a delegation ID names its grantor, so anyone can write one). Every such request is the same ``403``.
+Two grantors hold a secret of the asked name: one of a few bytes, one of 48 KiB. The refusals of the
+two, of a second grantor with a small secret (the control: the difference that is only noise), and
+for reference a valid delegated read of the small secret (one round trip), are measured one of each
+in turn, in every order, so the load of the machine falls on all alike. The medians, the CPU this
+process spent on each, and the ratios are printed: large / small within the control's spread means
+the refusal says nothing of the secret. The emulator shares this machine's cores, so the work it does
+for a large secret can still show in wall time; the CPU column is the service's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from scripts import emulator  # noqa: E402
+
+LARGE_BYTES = 48 * 1024
+
+
+@contextlib.contextmanager
+def datastore() -> Iterator[str]:
+    named = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    if named:
+        emulator.wipe(named)
+        yield named
+        return
+    with emulator.running(emulator.free_port()) as host:
+        os.environ["FIRESTORE_EMULATOR_HOST"] = host
+        yield host
+
+
+def client(name: str) -> Any:
+    from functions_framework import create_app
+
+    source = str(ROOT / "functions" / name / "main.py")
+    return create_app(target=name, source=source).test_client()  # type: ignore[no-untyped-call]
+
+
+def call(route: str, body: Any, headers: dict[str, str], expect: int) -> Any:
+    answer = client_of(route).post("/", json=body, headers=headers)
+    assert answer.status_code == expect, (route, answer.status_code, answer.get_json())
+    return answer.get_json()
+
+
+_clients: dict[str, Any] = {}
+
+
+def client_of(route: str) -> Any:
+    name = route.replace("/", "_")
+    if name not in _clients:
+        _clients[name] = client(name)
+    return _clients[name]
+
+
+def new_agent(bridge: dict[str, str]) -> tuple[str, str]:
+    agent_id = call("agents/create", {"display_name": "bench"}, bridge, 201)["agent_id"]
+    key = call("device/issue", {"agent_id": agent_id}, bridge, 201)["device_key"]
+    return agent_id, key
+
+
+def timed(request: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    request()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=1000, help="refusals measured per side (default 1000)")
+    args = parser.parse_args()
+    for name, value in emulator.read_dev_env().items():
+        os.environ.setdefault(name, value)
+    from shared import ids
+
+    with datastore():
+        bridge = {"x-agentpack-key": os.environ["AGENTPACK_BRIDGE_KEY"]}
+        deadline = time.monotonic() + 120  # a fresh emulator's first answers can take seconds
+        body = {"key": "secret_max_bytes", "value": 49152}
+        while client_of("settings/set").post("/", json=body, headers=bridge).status_code != 200:
+            assert time.monotonic() < deadline, "the emulator does not answer"
+            time.sleep(0.5)
+        asker_id, asker_key = new_agent(bridge)
+        small_id, small_key = new_agent(bridge)
+        twin_id, twin_key = new_agent(bridge)
+        large_id, large_key = new_agent(bridge)
+        dev = "x-agentpack-device-key"
+        call("secrets/put", {"name": "db", "value": "v" * 8}, {dev: small_key}, 200)
+        call("secrets/put", {"name": "db", "value": "w" * 8}, {dev: twin_key}, 200)
+        call("secrets/put", {"name": "db", "value": "v" * LARGE_BYTES}, {dev: large_key}, 200)
+        grant = {"to_agent": asker_id, "scope": ["secrets/get"], "ttl_seconds": 3600}
+        granted = call("delegate", grant, {dev: small_key}, 201)
+
+        def refusal(grantor: str) -> Callable[[], Any]:
+            headers = {dev: asker_key, "x-agentpack-delegation": ids.new_delegation_id(grantor)}
+            return lambda: call("secrets/get", {"name": "db"}, headers, 403)
+
+        valid_headers = {dev: asker_key, "x-agentpack-delegation": granted["delegation_id"]}
+
+        def valid() -> Any:
+            return call("secrets/get", {"name": "db"}, valid_headers, 200)
+
+        sides = {"small": refusal(small_id), "twin": refusal(twin_id), "large": refusal(large_id), "valid": valid}
+        for request in sides.values():  # warm up the channels, the JVM and the code paths
+            for _ in range(200):
+                request()
+        samples: dict[str, list[float]] = {name: [] for name in sides}
+        cpu: dict[str, list[float]] = {name: [] for name in sides}
+        orders = list(itertools.permutations(sides))
+        for i in range(args.samples):  # one of each in turn, in every order: the machine's load falls on all
+            for name in orders[i % len(orders)]:
+                started = time.process_time()
+                samples[name].append(timed(sides[name]))
+                cpu[name].append(time.process_time() - started)
+    ms = {name: statistics.median(samples[name]) * 1000 for name in sides}
+    cpu_us = {name: statistics.mean(cpu[name]) * 1e6 for name in sides}
+    print(f"refused delegated secrets/get, median wall time of {args.samples} each (mean CPU of this process):")
+    print(f"  grantor holds an 8-byte secret of that name:   {ms['small']:.3f} ms ({cpu_us['small']:.0f} us)")
+    print(f"  another grantor, another 8-byte secret:        {ms['twin']:.3f} ms ({cpu_us['twin']:.0f} us)")
+    print(
+        f"  grantor holds a {LARGE_BYTES // 1024} KiB secret of that name: "
+        f"{ms['large']:.3f} ms ({cpu_us['large']:.0f} us)"
+    )
+    print(
+        f"  large / small: {ms['large'] / ms['small']:.3f} ({1000 * (ms['large'] - ms['small']):+.0f} us); "
+        f"the control, twin / small: {ms['twin'] / ms['small']:.3f} ({1000 * (ms['twin'] - ms['small']):+.0f} us)"
+    )
+    print(f"valid delegated secrets/get of the 8-byte secret: {ms['valid']:.3f} ms ({cpu_us['valid']:.0f} us)")
+
+
+if __name__ == "__main__":
+    main()
