@@ -171,6 +171,20 @@ class IntegrityFailure(Unavailable):
     default_description = "The stored secret failed its integrity check; no value was returned."
 
 
+class Contention(Unavailable):
+    """A transaction that kept losing to concurrent ones on the same documents until the deadline."""
+
+    default_description = "Too many concurrent changes to the same records; nothing was changed. Retry later."
+
+
+class UnconfirmedChange(Unavailable):
+    """The datastore took the commit but its answer was lost: the change landed whole, or not at all."""
+
+    default_description = (
+        "The datastore did not confirm the change: it was made in full or not at all. Check, then retry."
+    )
+
+
 class Refused(ValueError):
     """A parser refused its input. A plain exception, with no wire code: ``wire`` maps it to one.
 

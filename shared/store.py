@@ -46,6 +46,7 @@ PRIVATE_CLIENT_ATTRIBUTES = (
     "Client._database_string",
     "Client._rpc_metadata",
     "Client._client_info",
+    "Client._emulator_channel",
     "Client._emulator_host",
     "Client._target",
     "Client._credentials",
@@ -80,6 +81,17 @@ class RetryPolicy:
 
 RETRY = RetryPolicy()
 
+# A test seam, inert in production: tests wrap the emulator's gRPC channel (``grpc.intercept_channel``)
+# to count calls or inject faults at each RPC. None unless a test set it; nothing in shared/ sets it.
+_channel_wrapper: Callable[[Any], Any] | None = None
+
+
+def wrap_channel(wrapper: Callable[[Any], Any] | None) -> None:
+    """Tests: wrap the emulator channel of every client built from now on (None: stop); forgets the current one."""
+    global _channel_wrapper
+    _channel_wrapper = wrapper
+    reset()
+
 
 def client() -> firestore.Client:
     """The instance's Firestore client, built on first use; no credentials found is a 503, not a 500."""
@@ -107,6 +119,10 @@ def _client() -> firestore.Client:
 
     settings = config.get()
     db = firestore.Client(project=settings.project_id)
+    wrapper = _channel_wrapper
+    if wrapper is not None:  # tests only (see wrap_channel); the channel is built on first use, below
+        emulator_channel = db._emulator_channel
+        db._emulator_channel = lambda transport: wrapper(emulator_channel(transport))  # type: ignore[method-assign,no-untyped-call]
     # The library retries an unreachable datastore for 60 s by default; answer 503 long before that.
     deadline = settings.datastore_deadline_seconds
     policy = retry.Retry(  # RETRY, in the library's terms (it adds the jitter itself)
@@ -117,9 +133,17 @@ def _client() -> firestore.Client:
         predicate=_is_retried,
     )
     transport = db._firestore_api._transport
+    # A Commit is never sent twice: one whose answer was lost may have landed, and its repeat would then
+    # be refused (a spent transaction) or apply a create twice. It is a 503, all of it or none of it landed.
+    # A Rollback is not retried either: it is a courtesy (the datastore drops an unfinished transaction
+    # itself), and retrying it against a datastore that is down would double the wait for the 503.
+    once = (transport.commit, transport.rollback)
     transport._wrapped_methods = {
         method: gapic_v1.method.wrap_method(  # type: ignore[no-untyped-call]
-            method, default_retry=policy, default_timeout=deadline, client_info=db._client_info
+            method,
+            default_retry=None if method in once else policy,
+            default_timeout=deadline,
+            client_info=db._client_info,
         )
         for method in transport._wrapped_methods
     }
@@ -144,8 +168,8 @@ def _is_retried(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def faults_as_unavailable() -> Iterator[None]:
-    """Turn a datastore that cannot be reached (or keeps aborting) into ``Unavailable``."""
+def faults_as_unavailable(committing: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    """Turn a datastore that cannot be reached into ``Unavailable`` (``UnconfirmedChange`` once ``committing``)."""
     try:
         yield
     except errors.ApiError:
@@ -156,8 +180,8 @@ def faults_as_unavailable() -> Iterator[None]:
         cause = _transient_cause(exc)
         if cause is None:
             raise
-        log.warning("datastore unavailable: %s", type(cause).__name__)
-        raise errors.Unavailable() from None
+        log.warning("datastore unavailable: %s%s", type(cause).__name__, " at commit" if committing() else "")
+        raise (errors.UnconfirmedChange() if committing() else errors.Unavailable()) from None
 
 
 def _transient_cause(exc: BaseException) -> BaseException | None:
@@ -286,7 +310,9 @@ def _side_channel() -> Any:
     options = [*_OWN_CONNECTION_OPTIONS, (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
     db = client()
     if db._emulator_host is not None:
-        return grpc.insecure_channel(db._emulator_host, options=options)
+        channel = grpc.insecure_channel(db._emulator_host, options=options)
+        wrapper = _channel_wrapper
+        return channel if wrapper is None else wrapper(channel)  # tests only (see wrap_channel)
     transport = type(db._firestore_api._transport)
     return transport.create_channel(db._target, credentials=db._credentials, options=options)
 
@@ -358,27 +384,38 @@ def transact(work: Callable[[Transaction], T]) -> T:
     """Run ``work`` in a Firestore transaction; raise ``Unavailable`` on faults.
 
     Lost contention is retried with jittered exponential backoff (the library retries at once,
-    which under contention mostly collides again), within the datastore deadline.
+    which under contention mostly collides again), within the datastore deadline. It is lost at the
+    Commit (the library's ValueError from Aborted) or at a read that waited on another transaction's
+    lock (Aborted itself): either way nothing landed, and the retry reads what the winner wrote.
     """
     from google.api_core import exceptions as gexc
     from google.cloud import firestore
 
     db = client()
     deadline = time.monotonic() + config.get().datastore_deadline_seconds
+    committing = False
 
     @firestore.transactional
     def run(txn: Any) -> T:
-        return work(Transaction(txn, db))
+        nonlocal committing
+        committing = False
+        result = work(Transaction(txn, db))
+        committing = True  # the library sends the Commit once work returns
+        return result
 
-    with faults_as_unavailable():
+    with faults_as_unavailable(lambda: committing):
         for attempt in itertools.count():
             try:
                 result: T = run(db.transaction(max_attempts=1))
                 return result
-            except ValueError as exc:
-                pause = RETRY.pause(attempt)
-                if not isinstance(exc.__cause__, gexc.Aborted) or time.monotonic() + pause > deadline:
+            except (ValueError, gexc.Aborted) as exc:
+                lost = exc if isinstance(exc, gexc.Aborted) else exc.__cause__
+                if not isinstance(lost, gexc.Aborted):
                     raise
+                pause = RETRY.pause(attempt)
+                if time.monotonic() + pause > deadline:
+                    log.warning("datastore contention: gave up after %d attempts", attempt + 1)
+                    raise errors.Contention() from None
                 time.sleep(pause)
     raise AssertionError("unreachable")
 

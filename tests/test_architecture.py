@@ -149,3 +149,12 @@ def test_a_function_file_is_its_pipeline_and_nothing_more(source: Path) -> None:
     for node in tree.body:
         is_docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
         assert is_docstring or isinstance(node, ast.ImportFrom | ast.FunctionDef), ast.unparse(node)[:80]
+
+
+def test_the_store_channel_seam_is_set_only_by_tests() -> None:
+    """``store.wrap_channel`` (fault injection, call counting) is inert in production: nothing served calls it."""
+    served = [*_modules().values(), *FUNCTIONS]
+    assert [path.name for path in served if "wrap_channel(" in path.read_text() and path.stem != "store"] == []
+    from shared import store
+
+    assert store._channel_wrapper is None
