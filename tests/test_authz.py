@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from shared import clock, store
+from shared import clock
 from tests.conftest import BRIDGE_KEY, Api, function_client
 from tests.people import Agent, People, User
+from tests.reads import watch_reads
 
 RELATIONS = ("owner", "editor", "viewer")
 ACTIONS = ("read", "write", "delete", "share")
@@ -502,53 +503,6 @@ def test_access_token_callers_need_authz_check_in_the_token(people: People, api:
 # ---------------------------------------------------------------- one round trip
 
 
-class Reads:
-    """The reads a request makes, observed at the store (observation only): every read, ``get_many``'s
-    too, is started by ``start_read`` and collected by its ``result()``."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, list[str]]] = []
-
-    def clear(self) -> None:
-        self.events.clear()
-
-    def round_trips(self) -> int:
-        """Reads in flight together count once: a new round trip starts with a read after a collection."""
-        trips, collected = 0, True
-        for kind, _ in self.events:
-            if kind == "start" and collected:
-                trips, collected = trips + 1, False
-            elif kind == "collect":
-                collected = True
-        return trips
-
-    def documents(self) -> set[str]:
-        return {path for kind, paths in self.events if kind == "start" for path in paths}
-
-
-def count_reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
-    reads = Reads()
-    real_start = store.start_read
-
-    class Started:
-        def __init__(self, paths: list[str], **options: bool) -> None:
-            self.pending = real_start(paths, **options)
-            reads.events.append(("start", list(paths)))
-
-        def result(self) -> list[Any]:
-            reads.events.append(("collect", []))
-            return self.pending.result()
-
-        def __enter__(self) -> Any:
-            return self
-
-        def __exit__(self, *_: object) -> None:
-            self.pending.cancel()
-
-    monkeypatch.setattr(store, "start_read", Started)
-    return reads
-
-
 def test_a_check_is_one_round_trip(people: People, api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     u = people.user(T1)
     agent = people.agent(T1)
@@ -563,7 +517,7 @@ def test_a_check_is_one_round_trip(people: People, api: Api, monkeypatch: pytest
         "the asker about itself": {"subject": asker.subject, "action": "read", "resource": "doc:1"},
     }
     expected = {"direct": True, "on behalf": True, "by token": True, "the asker about itself": False}
-    batches = count_reads(monkeypatch)
+    batches = watch_reads(monkeypatch)
     for name, question in questions.items():
         for caller, headers, body in (
             ("device key", {"x-agentpack-device-key": asker.key}, question),

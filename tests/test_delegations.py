@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared import clock, ids, store, tokens
+from shared import clock, ids, tokens
 from tests.conftest import ROOT, Api
+from tests.reads import watch_reads
 
 DEV_SEED = base64.urlsafe_b64decode((ROOT / "emulator-config/dev-capability-signing.key").read_text().strip() + "=")
 REFUSED = {"error": "forbidden", "error_description": "The delegation does not allow this request."}
@@ -238,30 +239,12 @@ def test_list_shows_granted_and_received(world: World) -> None:
 def test_a_delegated_request_costs_one_round_trip(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     delegation = world.grant(["secrets/get", "secrets/put"]).get_json()["delegation_id"]
     world.as_delegate("secrets/put", {"name": "db", "value": "v"}, delegation)
-    events: list[tuple[str, int]] = []
-    real = store.start_read
-
-    class Recorded:  # the real read, its start and its collection noted (observation only)
-        def __init__(self, paths: list[str], **options: bool) -> None:
-            self.pending, self.size = real(paths, **options), len(paths)
-            events.append(("start", self.size))
-
-        def result(self) -> list[Any]:
-            events.append(("collect", self.size))
-            return self.pending.result()
-
-        def __enter__(self) -> Any:
-            return self
-
-        def __exit__(self, *_: object) -> None:
-            self.pending.cancel()
-
-    monkeypatch.setattr(store, "start_read", Recorded)
+    reads = watch_reads(monkeypatch)
     answer = world.as_delegate("secrets/get", {"name": "db"}, delegation)
     assert answer.get_json()["value"] == "v"
     # Grantee, its key, the delegation and the grantor; the grantor's secret beside them, in flight at
     # the same time (one round trip of latency) and collected only once the delegation stands.
-    assert events == [("start", 4), ("start", 1), ("collect", 4), ("collect", 1)]
+    assert reads.sizes() == [("start", 4), ("start", 1), ("collect", 4), ("collect", 1)]
 
 
 def test_a_capability_token_can_carry_a_delegation(world: World) -> None:

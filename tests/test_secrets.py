@@ -15,6 +15,7 @@ from scripts import reseal
 from shared import config, keys, records, store
 from tests.conftest import BRIDGE_KEY, DEV_ENV, Api
 from tests.fake_secret_manager import FakeSecretManager
+from tests.reads import watch_reads
 from tests.test_delegations import token_for
 
 FIRST_KEY = json.loads(DEV_ENV["AGENTPACK_SECRETS_KEYS"])["1"]
@@ -179,28 +180,10 @@ def test_capability_tokens_and_their_scope(api: Api, agent: tuple[str, str]) -> 
 
 def test_secrets_get_is_one_round_trip(api: Api, agent: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     put(api, agent[1], "x", "v")
-    events: list[tuple[str, int]] = []
-    real = store.start_read
-
-    class Recorded:  # the real read, its start and its collection noted (observation only)
-        def __init__(self, paths: list[str], **options: bool) -> None:
-            self.pending, self.size = real(paths, **options), len(paths)
-            events.append(("start", self.size))
-
-        def result(self) -> list[Any]:
-            events.append(("collect", self.size))
-            return self.pending.result()
-
-        def __enter__(self) -> Any:
-            return self
-
-        def __exit__(self, *_: object) -> None:
-            self.pending.cancel()
-
-    monkeypatch.setattr(store, "start_read", Recorded)
+    reads = watch_reads(monkeypatch)
     assert api.device(agent[1], "secrets/get", {"name": "x"}).status_code == 200
     # The agent and key, and the secret beside them: both in flight before either is collected.
-    assert events == [("start", 2), ("start", 1), ("collect", 2), ("collect", 1)]
+    assert reads.sizes() == [("start", 2), ("start", 1), ("collect", 2), ("collect", 1)]
 
 
 def use_keys(monkeypatch: pytest.MonkeyPatch, **versions: str) -> None:

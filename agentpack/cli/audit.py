@@ -4,10 +4,9 @@ like reseal: FIRESTORE_EMULATOR_HOST, or Google credentials)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 from agentpack.cli import output
-from agentpack.cli.context import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_UNAVAILABLE, Context, paged
+from agentpack.cli.context import EXIT_FAILED, EXIT_OK, Context, datastore_work, paged
 from agentpack.models import AuditEvent, to_dict
 
 
@@ -52,20 +51,6 @@ def audit_list(ctx: Context) -> int:
     return EXIT_OK
 
 
-def _datastore(work: Callable[[], int], ctx: Context) -> int:
-    """Run operator work straight against the datastore, answering its failures as exit codes."""
-    from shared import errors as service_errors
-
-    try:
-        return work()
-    except service_errors.ConfigRefused as refusal:
-        print(f"error: configuration refused: {refusal.reason}", file=ctx.err)
-        return EXIT_UNAVAILABLE
-    except service_errors.ApiError as error:
-        print(f"error: {error.code}: {error.description}", file=ctx.err)
-        return EXIT_UNAVAILABLE if error.status == 503 else EXIT_INTERNAL
-
-
 def audit_verify(ctx: Context) -> int:
     """Walk every audit chain in the datastore; exit 1 naming each chain's first break."""
     from shared import audit_chain, clock
@@ -90,7 +75,7 @@ def audit_verify(ctx: Context) -> int:
             print(f"{state}: {counts}", file=ctx.out)
         return EXIT_OK if report.whole else EXIT_FAILED
 
-    return _datastore(work, ctx)
+    return datastore_work(work, ctx)
 
 
 def audit_migrate(ctx: Context) -> int:
@@ -105,4 +90,4 @@ def audit_migrate(ctx: Context) -> int:
         print(f"done: {done.seen} events seen, {done.moved} moved to their chains", file=ctx.out)
         return EXIT_OK
 
-    return _datastore(work, ctx)
+    return datastore_work(work, ctx)

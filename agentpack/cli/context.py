@@ -36,6 +36,21 @@ def exit_code(error: errors.ApiError) -> int:
     return EXIT_INTERNAL
 
 
+def datastore_work(work: Callable[[], int], ctx: Context) -> int:
+    """Run operator work straight against the datastore (reseal, audit verify, audit migrate), answering
+    its failures as exit codes: 4 when the datastore or the configuration fails, 5 for a bug."""
+    from shared import errors as service_errors  # the service's code: only these operator commands need it
+
+    try:
+        return work()
+    except service_errors.ConfigRefused as refusal:
+        print(f"error: configuration refused: {refusal.reason}", file=ctx.err)
+        return EXIT_UNAVAILABLE
+    except service_errors.ApiError as error:
+        print(f"error: {error.code}: {error.description}", file=ctx.err)
+        return EXIT_UNAVAILABLE if error.status == 503 else EXIT_INTERNAL
+
+
 def duration(text: str) -> int:
     """Seconds from ``3600``, ``90s``, ``15m``, ``12h`` or ``7d`` (an argparse type)."""
     match = _DURATION.fullmatch(text.strip())

@@ -12,7 +12,7 @@ import os
 from secrets import token_urlsafe
 from typing import IO
 
-from agentpack.cli.context import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_UNAVAILABLE, Context, UsageError
+from agentpack.cli.context import EXIT_FAILED, EXIT_OK, Context, UsageError, datastore_work
 
 PAGE = 200
 
@@ -50,14 +50,4 @@ def reseal(ctx: Context) -> int:
             "set AGENTPACK_SECRETS_KEYS to every key version still in use, the new one included "
             "(or AGENTPACK_SECRET_SOURCE=secret-manager)"
         )
-    from shared import errors as service_errors
-
-    try:
-        failed = reseal_all(ctx.args.after, ctx.out, ctx.err)
-    except service_errors.ConfigRefused as refusal:
-        print(f"error: configuration refused: {refusal.reason}", file=ctx.err)
-        return EXIT_UNAVAILABLE
-    except service_errors.ApiError as error:
-        print(f"error: {error.code}: {error.description}", file=ctx.err)
-        return EXIT_UNAVAILABLE if error.status == 503 else EXIT_INTERNAL
-    return EXIT_FAILED if failed else EXIT_OK
+    return datastore_work(lambda: EXIT_FAILED if reseal_all(ctx.args.after, ctx.out, ctx.err) else EXIT_OK, ctx)
