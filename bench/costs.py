@@ -4,12 +4,15 @@ Run with ``.venv/bin/python -m bench.costs`` from the repo root. Not part of the
 fresh Firestore emulator it calls each route in process (through functions-framework) once to warm
 it, then once more while a gRPC interceptor on the client's channel counts the calls (round trips),
 the documents asked for by ``BatchGetDocuments`` (billed reads, found or not) and the writes each
-``Commit`` carries. Loopback only; a few seconds.
+``Commit`` carries. Reads sent on the store's second channel (``store.start_read(own_connection=True)``,
+started beside the credential's read) are counted too: they are RPCs of their own, though not a round
+trip of their own. Loopback only; a few seconds.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import sys
 import urllib.parse
@@ -63,6 +66,17 @@ def install_meter() -> DocumentMeter:
         return grpc.intercept_channel(original(self, transport), meter)
 
     base_client.BaseClient._emulator_channel = metered  # type: ignore[method-assign]
+
+    # The store's second channel is built by the store itself, not by the client: meter it as well.
+    from shared import store
+
+    unmetered_side_channel = store._side_channel
+
+    @functools.cache
+    def metered_side_channel() -> Any:
+        return grpc.intercept_channel(unmetered_side_channel(), meter)
+
+    store._side_channel = metered_side_channel
     return meter
 
 
@@ -110,6 +124,27 @@ def main() -> int:
         def revoke() -> int:
             return app.call("device/revoke", {"key_id": issued[-1]}, device)[0]
 
+        grantee_key = setup("device/issue", {"agent_id": other["agent_id"]})
+        grant = {"to_agent": other["agent_id"], "scope": ["secrets/get"], "ttl_seconds": 3600}
+        status, delegation = app.call("delegate", grant, device)
+        if status != 201:
+            sys.exit(f"error: delegate answered {status}: {delegation}")
+        delegated = {
+            "x-agentpack-device-key": grantee_key["device_key"],
+            "x-agentpack-delegation": delegation["delegation_id"],
+        }
+        settings_values = iter(range(400, 500))
+
+        def report_leak() -> int:
+            leaked = setup("device/issue", {"agent_id": other["agent_id"]})  # a live key to report
+            meter.reset()  # count the report alone
+            answer = app.client("keys_report_leak").post("/", json={"keys": [leaked["device_key"]]})
+            return int(answer.status_code)
+
+        def report_unknown() -> int:
+            junk = {"keys": ["not a key"]}
+            return int(app.client("keys_report_leak").post("/", json=junk).status_code)
+
         subject, resource = f"agent:{agent['agent_id']}", "doc:costs"
         check = {"subject": subject, "action": "read", "resource": resource}
         routes: list[tuple[str, Callable[[], int]]] = [
@@ -118,6 +153,7 @@ def main() -> int:
             ("device/revoke (key)", revoke),
             ("secrets/put (key)", lambda: app.call("secrets/put", {"name": "n", "value": "v"}, device)[0]),
             ("secrets/get (key)", lambda: app.call("secrets/get", {"name": "n"}, device)[0]),
+            ("secrets/get (delegated)", lambda: app.call("secrets/get", {"name": "n"}, delegated)[0]),
             ("agents/get (key)", lambda: app.call("agents/get", {}, device)[0]),
             (
                 "delegate (key)",
@@ -131,8 +167,17 @@ def main() -> int:
                 lambda: app.call("authz/check", {**check, "tenant_id": "default"}, bridge)[0],
             ),
             ("authz/check read (key)", lambda: app.call("authz/check", check, device)[0]),
+            ("agents/create (bridge)", lambda: app.call("agents/create", {"display_name": "more"}, bridge)[0]),
+            (
+                "settings/set (bridge)",
+                lambda: app.call(
+                    "settings/set", {"key": "audit_retention_days", "value": next(settings_values)}, bridge
+                )[0],
+            ),
+            ("keys/report-leak (a live key)", report_leak),
+            ("keys/report-leak (no key)", report_unknown),
         ]
-        say(f"{'route':<34} {'status':>6} {'round trips':>11} {'reads':>5} {'writes':>6}  calls")
+        say(f"{'route':<34} {'status':>6} {'RPCs':>5} {'reads':>5} {'writes':>6}  calls")
         for name, call in routes:
             call()  # warm: imports, the first client, the route's first document
             if name.startswith("device/revoke"):
@@ -140,7 +185,7 @@ def main() -> int:
             meter.reset()
             status = call()
             calls = ", ".join(method.rsplit("/", 1)[-1] for method in meter.methods)
-            say(f"{name:<34} {status:>6} {meter.total:>11} {meter.reads:>5} {meter.writes:>6}  {calls}")
+            say(f"{name:<34} {status:>6} {meter.total:>5} {meter.reads:>5} {meter.writes:>6}  {calls}")
     return 0
 
 
