@@ -12,7 +12,6 @@ trip of their own. Loopback only; a few seconds.
 from __future__ import annotations
 
 import base64
-import functools
 import os
 import sys
 import urllib.parse
@@ -49,9 +48,11 @@ class DocumentMeter(CallCounter):
 
 
 def install_meter() -> DocumentMeter:
-    """As ``bench.core.install_counter``: every Firestore client built from now on (emulator only) is metered."""
+    """Every Firestore channel built from now on (emulator only: the client's and the store's second
+    channel, through ``store.wrap_channel``) is metered."""
     import grpc
-    from google.cloud.firestore_v1 import base_client
+
+    from shared import store
 
     bases = (
         grpc.UnaryUnaryClientInterceptor,
@@ -60,23 +61,7 @@ def install_meter() -> DocumentMeter:
         grpc.StreamStreamClientInterceptor,
     )
     meter: DocumentMeter = type("DocumentMeterInterceptor", (DocumentMeter, *bases), {})()
-    original: Any = base_client.BaseClient._emulator_channel
-
-    def metered(self: Any, transport: Any) -> Any:
-        return grpc.intercept_channel(original(self, transport), meter)
-
-    base_client.BaseClient._emulator_channel = metered  # type: ignore[method-assign]
-
-    # The store's second channel is built by the store itself, not by the client: meter it as well.
-    from shared import store
-
-    unmetered_side_channel = store._side_channel
-
-    @functools.cache
-    def metered_side_channel() -> Any:
-        return grpc.intercept_channel(unmetered_side_channel(), meter)
-
-    store._side_channel = metered_side_channel
+    store.wrap_channel(lambda channel: grpc.intercept_channel(channel, meter))
     return meter
 
 
