@@ -49,7 +49,7 @@ def _moved(old_id: str, old: dict[str, Any], event_id: str) -> records.AuditEven
         "expire_at": old["expire_at"],
         "logged_at": datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis),
         "shard": audit_chain.shard_of(event_id),
-        "chain": audit_chain.chain_of(action, actor, target, audit_chain.shard_of(event_id)),
+        "chain": audit_chain.chain_of(action, actor, target, event_id),
         "seq": 0,
         "prev_hash": "",
         "prev_at": None,
@@ -62,9 +62,7 @@ def _move(batch: list[tuple[str, dict[str, Any]]]) -> int:
     paths = [records.audit_event_path(old_id) for old_id, _ in batch]
     fresh = [ids.new_event_id() for _ in batch]
     named = [(e.get("action", ""), e.get("actor") or {}, e.get("target") or {}) for _, e in batch]
-    chains = [
-        audit_chain.chain_of(*n, audit_chain.shard_of(event_id)) for n, event_id in zip(named, fresh, strict=True)
-    ]
+    chains = [audit_chain.chain_of(*n, event_id) for n, event_id in zip(named, fresh, strict=True)]
     heads = [records.audit_chain_path(chain) for chain in dict.fromkeys(chains)]
 
     def work(c: change.Change) -> int:

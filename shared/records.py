@@ -97,7 +97,7 @@ class AuditEventRecord(TypedDict):
     expire_at: datetime  # the retention, for a Firestore TTL policy
     logged_at: datetime  # when it was written, to the microsecond (system clock): the listing's order
     shard: int  # 0..audit_chain.SHARDS-1, from the ID: spreads the listing's index over that many key ranges
-    chain: str  # "agt_…", "usr_…", "settings" or "project.<shard>" (audit_chain.chain_of)
+    chain: str  # "agt_…", "usr_…", "settings" or "project.<n>" (audit_chain.chain_of)
     seq: int  # 1, 2, … along the chain
     prev_hash: str  # the chain's previous event's hash (audit_chain.GENESIS for seq 1)
     prev_at: datetime | None  # the previous event's ``at`` (None for seq 1): tells expiry from removal

@@ -7,6 +7,7 @@ the first event that is wrong. The migration is run on events written in the old
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -113,8 +114,11 @@ def test_the_chain_rule() -> None:
     agent, other, user = "agt_" + "a" * 22, "agt_" + "b" * 22, "usr_" + "c" * 22
     bridge, acting = {"kind": "bridge"}, {"kind": "agent", "agent_id": other}
 
+    event_id = "evt_" + "d" * 22
+    project = f"project.{int.from_bytes(hashlib.sha256(event_id.encode()).digest()[8:16], 'big') % 128}"
+
     def chain_of(action: str, actor: dict[str, Any], target: dict[str, Any]) -> str:
-        return audit_chain.chain_of(action, actor, target, shard=7)
+        return audit_chain.chain_of(action, actor, target, event_id)
 
     assert chain_of("agent.update", bridge, {"agent_id": agent}) == agent
     assert chain_of("secret.put", {**acting, "on_behalf_of": agent}, {"agent_id": agent}) == agent
@@ -122,9 +126,12 @@ def test_the_chain_rule() -> None:
     assert chain_of("user.update", bridge, {"user_id": user}) == user
     assert chain_of("relation.write", {"kind": "user", "user_id": user}, {}) == user
     assert chain_of("setting.set", acting, {"agent_id": agent}) == "settings"
-    assert chain_of("relation.write", bridge, {"tenant_id": "t"}) == "project.7"
+    assert chain_of("relation.write", bridge, {"tenant_id": "t"}) == project
     # A value that is no agent or user ID never names a chain (nor a document path).
-    assert chain_of("capability.record", bridge, {"agent_id": "x/../y"}) == "project.7"
+    assert chain_of("capability.record", bridge, {"agent_id": "x/../y"}) == project
+    # Events naming no one spread over every project chain, apart from their listing shard.
+    spread = [audit_chain.chain_of("relation.write", bridge, {}, ids.new_event_id()) for _ in range(4000)]
+    assert len(set(spread)) == audit_chain.PROJECT_CHAINS
 
 
 def test_several_events_of_one_change_on_one_chain_follow_each_other(api: Api) -> None:
