@@ -16,7 +16,7 @@ import pytest
 
 from agentpack import staging
 from scripts.functions_index import ROOT, all_functions
-from shared import keys
+from shared import keys, openapi
 from tests.conftest import DEV_ENV
 
 PYTHON = sys.executable
@@ -63,9 +63,19 @@ def test_each_staged_function_stands_alone(tmp_path: Path) -> None:
             timeout=60,
         )
         assert result.returncode == 0, result.stderr[-2000:]
-        # No credential: 401 for a JSON route; an empty OAuth form is 400 invalid_request, or 401
-        # invalid_client where the client is asked first; a GET route answers.
-        expected = ("200 ",) if function.method == "GET" else ("400 ", "401 ") if media == "form" else ("401 ",)
+        # No credential: 401 for a JSON route (400 for the empty body where the route takes no credential);
+        # an empty OAuth form is 400 invalid_request, or 401 invalid_client where the client is asked
+        # first; a GET route answers.
+        open_to_anyone = not openapi.route(function.route).security
+        expected = (
+            ("200 ",)
+            if function.method == "GET"
+            else ("400 ", "401 ")
+            if media == "form"
+            else ("400 ",)
+            if open_to_anyone
+            else ("401 ",)
+        )
         assert result.stdout.startswith(expected), (function.name, result.stdout)
 
 
