@@ -201,10 +201,11 @@ class _Reads:
 class _Plan:
     """The documents one resolution reads, in one round trip of latency.
 
-    The credential's documents and the ``extra`` ones the route asked for (another agent's secret,
-    when delegated) are two reads started together; the extra one is collected only once the
-    credential and its delegation stand, and dropped unread otherwise: a refusal neither waits for
-    nor decodes another agent's secret (a timing oracle on its names and sizes, otherwise).
+    With a delegation, the credential's documents and the ``extra`` ones the route asked for (the
+    grantor's secret) are two reads started together; the extra one is collected only once the
+    credential and the delegation stand, and dropped unread otherwise: a refusal neither waits for
+    nor decodes another agent's secret (a timing oracle on its names and sizes, otherwise). A device
+    key's own agent's documents come in its key's one read (docs/security.md says why).
     """
 
     agent: str
@@ -228,6 +229,12 @@ def _resolve_device_key(key: str, delegation_id: str | None, route: str, reads: 
         raise errors.Unauthenticated()
     plan = _Plan.of(name.agent_id, delegation_id, reads)
     key_path = records.device_key_path(name.agent_id, name.key_id)
+    if delegation_id is None:
+        # The agent's own documents come in the same read as its key: one call, the latency budget of
+        # the commonest request. (docs/security.md: what a forged key can time here, and why it stays.)
+        read = store.get_many([plan.agent, key_path, *plan.extra])
+        own = store.PendingRead.collected(read[2:])
+        return _device_key_principal(key, name, delegation_id, route, plan, read[:2], own)
     standing = store.start_read([plan.agent, key_path, *plan.delegation])
     with store.start_read(plan.extra, own_connection=True) as extra:  # beside the credential; dropped if refused
         return _device_key_principal(key, name, delegation_id, route, plan, standing.result(), extra)
