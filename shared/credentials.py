@@ -366,7 +366,7 @@ def _resolve_access_token(
     extra = list(reads.documents(claims.sub)) if reads.documents else []
     paths = list(dict.fromkeys([*standing.all(), *extra]))
     docs = dict(zip(paths, store.get_many(paths), strict=True))
-    if not access_token_stands(claims, docs):
+    if not access_token_stands(claims, standing, docs):
         raise errors.Unauthenticated()
     agent: records.AgentRecord = docs[standing.agent]
     key: records.DeviceKeyRecord | None = docs[standing.key] if standing.key is not None else None
@@ -422,11 +422,10 @@ def access_token_paths(claims: AccessToken) -> TokenPaths:
     )
 
 
-def access_token_stands(claims: AccessToken, documents: Mapping[str, Any]) -> bool:
+def access_token_stands(claims: AccessToken, paths: TokenPaths, documents: Mapping[str, Any]) -> bool:
     """Whether nothing the token stands on has fallen: its agent enabled (of its tenant), key live, family
-    and token not revoked; acting for a user, the user enabled and their grant live. ``documents`` holds
-    ``access_token_paths(claims).all()``."""
-    paths = access_token_paths(claims)
+    and token not revoked; acting for a user, the user enabled and their grant live. ``paths`` is
+    ``access_token_paths(claims)``, as the caller read it; ``documents`` holds ``paths.all()``."""
     agent_id = claims.actor or claims.sub
     agent: records.AgentRecord | None = documents[paths.agent]
     key: records.DeviceKeyRecord | None = documents[paths.key] if paths.key is not None else None

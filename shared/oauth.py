@@ -606,6 +606,7 @@ class _Held:
 
     def __init__(self, text: str, issuer: str, now: float) -> None:
         self.access: access_tokens.AccessToken | None = None
+        self.access_paths: credentials.TokenPaths | None = None  # what the access token stands on
         self.family_id = keys.family_of_refresh_token(text) if text.startswith(keys.REFRESH_PREFIX + "_") else None
         self.refresh_hash = keys.hash_key(text) if self.family_id is not None else None
         if self.family_id is None:
@@ -613,10 +614,12 @@ class _Held:
                 self.access = access_tokens.verify(text, config.token_signing_keys(), issuer=issuer, now=now)
             except errors.TokenRefused:
                 self.access = None  # invalid, expired or not ours: inactive, and nothing to revoke
+            else:
+                self.access_paths = credentials.access_token_paths(self.access)
 
     def paths(self) -> list[str]:
-        if self.access is not None:
-            return credentials.access_token_paths(self.access).all()
+        if self.access_paths is not None:
+            return self.access_paths.all()
         if self.family_id is not None:
             key_id = ids.key_of_family(self.family_id)
             agent_id = ids.agent_of_family(self.family_id) or ""
@@ -626,10 +629,11 @@ class _Held:
 
     def introspection(self, documents: Mapping[str, Any], caller_tenant: str | None) -> dict[str, Any]:
         """RFC 7662: ``active`` and the token's claims while everything it stands on stands."""
-        access = self.access
+        access, access_paths = self.access, self.access_paths
         if (
             access is not None
-            and credentials.access_token_stands(access, documents)
+            and access_paths is not None
+            and credentials.access_token_stands(access, access_paths, documents)
             and caller_tenant in (None, access.tenant_id)
         ):
             return {"active": True, **access.claims(), "token_type": "DPoP" if access.jkt else "Bearer"}

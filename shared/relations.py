@@ -214,6 +214,7 @@ class _Question:
     def __init__(self, body: Check) -> None:
         self.body = body
         self.token: AccessToken | None = None
+        self.token_paths: credentials.TokenPaths | None = None  # what the token stands on
         self.subject, self.on_behalf_of = body.subject, body.on_behalf_of
         if body.token is not None:
             if body.subject is not None or body.on_behalf_of is not None:
@@ -225,6 +226,7 @@ class _Question:
             except errors.TokenRefused:
                 self.token = None  # an invalid token is a subject that may do nothing
             if self.token is not None:
+                self.token_paths = credentials.access_token_paths(self.token)
                 actor = self.token.actor
                 self.subject = f"agent:{actor}" if actor else f"agent:{self.token.sub}"
                 self.on_behalf_of = f"user:{self.token.sub}" if actor else None
@@ -235,7 +237,7 @@ class _Question:
         if self.subject is None:
             return []
         question = question_paths(self.subject, self.body.action, self.body.resource, self.on_behalf_of)
-        standing = credentials.access_token_paths(self.token).all() if self.token is not None else []
+        standing = self.token_paths.all() if self.token_paths is not None else []
         return list(dict.fromkeys([*question, *standing]))
 
     def allowed(self, documents: Any, tenant_id: str) -> bool:
@@ -243,7 +245,8 @@ class _Question:
             return False
         if self.token is not None and (
             self.token.tenant_id != tenant_id
-            or not credentials.access_token_stands(self.token, documents)
+            or self.token_paths is None
+            or not credentials.access_token_stands(self.token, self.token_paths, documents)
             or (self.token.actor is not None and self.body.action not in self.token.scopes)
         ):
             return False
