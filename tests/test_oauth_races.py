@@ -1,9 +1,8 @@
-"""Races: revoke-then-use, and one refresh token presented by several requests at once.
+"""Races: revoke-then-use of OAuth credentials.
 
 Threads call the real functions-framework apps against the real emulator. A use
-that *started* after a revoke had answered must never succeed; a refresh token
-presented concurrently rotates exactly once, and the family ends in one
-consistent state.
+that *started* after a revoke had answered must never succeed. (One refresh token
+presented by several requests at once: tests/test_race_drills.py.)
 """
 
 from __future__ import annotations
@@ -11,15 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
-from shared import keys, records, store
 from tests.conftest import Api
 from tests.oauth_support import (
     access_token_for,
-    audit_actions,
     basic,
     key_pair,
     login,
@@ -27,7 +23,6 @@ from tests.oauth_support import (
     post_form,
     revoke_key,
     secret_key,
-    token,
     update_agent,
     use,
 )
@@ -142,53 +137,3 @@ SETUPS: dict[str, Setup] = {
 def test_no_use_that_started_after_the_revoke_answered_succeeds(api: Api, what: str) -> None:
     use_once, revoke = SETUPS[what](api)
     _check(_race(use_once, revoke))
-
-
-@pytest.mark.parametrize("round_", range(2))
-def test_one_refresh_token_presented_at_once_rotates_exactly_once(api: Api, round_: int) -> None:
-    agent = new_client(api)
-    secret, _ = secret_key(api, agent)
-    pair, kid = key_pair(api, agent)
-    refresh = login(pair, kid, agent)["refresh_token"]
-    family_id = keys.family_of_refresh_token(refresh)
-    assert family_id is not None
-    racers = 3
-    start = threading.Barrier(racers)
-    answers: list[Any] = []
-    lock = threading.Lock()
-
-    def present() -> None:
-        start.wait(timeout=30)
-        answer = token({"grant_type": "refresh_token", "refresh_token": refresh}, basic(agent, secret))
-        with lock:
-            answers.append((answer.status_code, answer.get_json()))
-
-    token({"grant_type": "refresh_token", "refresh_token": "apkr_warm"}, basic(agent, secret))  # load the app
-    threads = [threading.Thread(target=present) for _ in range(racers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert len(answers) == racers
-    won = [body for status, body in answers if status == 200]
-    lost = [(status, body) for status, body in answers if status != 200]
-    assert len(won) == 1, answers
-    # A loser is refused: invalid_grant once it reads the spent token (and then revokes the family), or
-    # 503 when it keeps losing the contention until the datastore deadline (nothing of it was written).
-    assert all((status, body["error"]) in {(400, "invalid_grant"), (503, "unavailable")} for status, body in lost)
-    replays_seen = sum(1 for status, _ in lost if status == 400)
-
-    (family,) = store.get_many([records.refresh_family_path(family_id)])
-    assert len(audit_actions("token.refresh")) == 1  # before the winner's own token is used below
-    winner = won[0]
-    again = token({"grant_type": "refresh_token", "refresh_token": winner["refresh_token"]}, basic(agent, secret))
-    reuse = audit_actions("token.reuse_detected")
-    if family["revoked_at"] is not None:  # a loser saw the spent token: the family is down, and all of it
-        assert replays_seen >= 1 and len(reuse) == 1
-        assert again.status_code == 400
-        assert use(winner["access_token"]).status_code == 401
-    else:  # the losers were refused before the rotation landed: the one new token is the family's
-        assert reuse == []
-        assert replays_seen == 0  # a loser refused as a replay would have taken the family down
-        assert family["current_hash"] == keys.hash_key(winner["refresh_token"])
-        assert again.status_code == 200, again.get_json()
