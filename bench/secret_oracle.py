@@ -6,15 +6,26 @@ named by ``FIRESTORE_EMULATOR_HOST`` (its data is wiped), else one started here 
 stopped at the end; requests go through functions-framework's ``create_app(...).test_client()`` in
 process.
 
-An agent with a valid device key names another agent's secret through a delegation it does not hold
-(a delegation ID names its grantor, so anyone can write one). Every such request is the same ``403``.
-Two grantors hold a secret of the asked name: one of a few bytes, one of 48 KiB. The refusals of the
-two, of a second grantor with a small secret (the control: the difference that is only noise), and
-for reference a valid delegated read of the small secret (one round trip), are measured one of each
-in turn, in every order, so the load of the machine falls on all alike. The medians, the CPU this
-process spent on each, and the ratios are printed: large / small within the control's spread means
-the refusal says nothing of the secret. The emulator shares this machine's cores, so the work it does
-for a large secret can still show in wall time; the CPU column is the service's own.
+An agent with a valid device key names another agent's secret through a delegation it does not hold.
+A delegation ID names its grantor, so anyone can write one of the right shape; only the service can
+write one whose tag matches (``shared/read_ahead.py``). Every such request is the same ``403``.
+Two grantors hold a secret of the asked name: one of a few bytes, one of 48 KiB. Measured, one of each
+in turn and in every order so the load of the machine falls on all alike:
+
+* refusals of a written (untagged) ID naming each grantor, and a second grantor with a small secret
+  (the control: the difference that is only noise). Nothing of the secret is read: large / small
+  should be within the control's spread;
+* refusals of a real delegation to the asker that each grantor has revoked (its tag still matches
+  until it expires, so the secret is read ahead and dropped unread): the residual that
+  docs/security.md describes, shown, not hidden;
+* refusals of a written device key (its checksum is public) of each grantor itself, asking for its
+  own secret: like a written delegation ID, it reads nothing of the secret;
+* refusals of a real device key of each grantor, since revoked: its tag still matches, so its
+  secret comes in the key's read (the other residual docs/security.md describes);
+* for reference, a valid delegated read of the small secret (one round trip).
+
+The medians and the CPU this process spent on each are printed. The emulator shares this machine's
+cores, so the work it does for a large secret shows in wall time; the CPU column is the service's own.
 """
 
 from __future__ import annotations
@@ -92,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     for name, value in emulator.read_dev_env().items():
         os.environ.setdefault(name, value)
-    from shared import ids
+    from shared import ids, keys
 
     with datastore():
         bridge = {"x-agentpack-key": os.environ["AGENTPACK_BRIDGE_KEY"]}
@@ -111,17 +122,46 @@ def main() -> None:
         call("secrets/put", {"name": "db", "value": "v" * LARGE_BYTES}, {dev: large_key}, 200)
         grant = {"to_agent": asker_id, "scope": ["secrets/get"], "ttl_seconds": 3600}
         granted = call("delegate", grant, {dev: small_key}, 201)
+        revoked = {}
+        for grantor_key in (small_key, large_key):
+            revoked[grantor_key] = call("delegate", grant, {dev: grantor_key}, 201)["delegation_id"]
+            call("delegate/revoke", {"delegation_id": revoked[grantor_key]}, {dev: grantor_key}, 200)
 
-        def refusal(grantor: str) -> Callable[[], Any]:
-            headers = {dev: asker_key, "x-agentpack-delegation": ids.new_delegation_id(grantor)}
+        def refusal(delegation_id: str) -> Callable[[], Any]:
+            headers = {dev: asker_key, "x-agentpack-delegation": delegation_id}
             return lambda: call("secrets/get", {"name": "db"}, headers, 403)
+
+        def written(grantor_id: str) -> str:
+            return "dlg_" + ids.agent_part(grantor_id) + ids.random_base62(ids.PART_LENGTH)
+
+        def key_refusal(key: str) -> Callable[[], Any]:
+            return lambda: call("secrets/get", {"name": "db"}, {dev: key}, 401)
+
+        def written_key(agent_id: str) -> Callable[[], Any]:
+            return key_refusal(keys.new_device_key(ids.new_device_key_id(agent_id), keys.random_secret()))
+
+        def revoked_key(agent_id: str) -> Callable[[], Any]:
+            issued = call("device/issue", {"agent_id": agent_id}, bridge, 201)
+            call("device/revoke", {"key_id": issued["key_id"]}, bridge, 200)
+            return key_refusal(issued["device_key"])
 
         valid_headers = {dev: asker_key, "x-agentpack-delegation": granted["delegation_id"]}
 
         def valid() -> Any:
             return call("secrets/get", {"name": "db"}, valid_headers, 200)
 
-        sides = {"small": refusal(small_id), "twin": refusal(twin_id), "large": refusal(large_id), "valid": valid}
+        sides = {
+            "small": refusal(written(small_id)),
+            "twin": refusal(written(twin_id)),
+            "large": refusal(written(large_id)),
+            "revoked small": refusal(revoked[small_key]),
+            "revoked large": refusal(revoked[large_key]),
+            "key small": written_key(small_id),
+            "key large": written_key(large_id),
+            "revoked key small": revoked_key(small_id),
+            "revoked key large": revoked_key(large_id),
+            "valid": valid,
+        }
         for request in sides.values():  # warm up the channels, the JVM and the code paths
             for _ in range(200):
                 request()
@@ -135,18 +175,37 @@ def main() -> None:
                 cpu[name].append(time.process_time() - started)
     ms = {name: statistics.median(samples[name]) * 1000 for name in sides}
     cpu_us = {name: statistics.mean(cpu[name]) * 1e6 for name in sides}
-    print(f"refused delegated secrets/get, median wall time of {args.samples} each (mean CPU of this process):")
-    print(f"  grantor holds an 8-byte secret of that name:   {ms['small']:.3f} ms ({cpu_us['small']:.0f} us)")
-    print(f"  another grantor, another 8-byte secret:        {ms['twin']:.3f} ms ({cpu_us['twin']:.0f} us)")
-    print(
-        f"  grantor holds a {LARGE_BYTES // 1024} KiB secret of that name: "
-        f"{ms['large']:.3f} ms ({cpu_us['large']:.0f} us)"
-    )
-    print(
-        f"  large / small: {ms['large'] / ms['small']:.3f} ({1000 * (ms['large'] - ms['small']):+.0f} us); "
-        f"the control, twin / small: {ms['twin'] / ms['small']:.3f} ({1000 * (ms['twin'] - ms['small']):+.0f} us)"
-    )
-    print(f"valid delegated secrets/get of the 8-byte secret: {ms['valid']:.3f} ms ({cpu_us['valid']:.0f} us)")
+
+    def row(label: str, name: str) -> str:
+        return f"  {label:<52}{ms[name]:.3f} ms ({cpu_us[name]:.0f} us)"
+
+    def ratio(a: str, b: str) -> str:
+        return f"{ms[a] / ms[b]:.3f} ({1000 * (ms[a] - ms[b]):+.0f} us)"
+
+    print(f"refused secrets/get, median wall time of {args.samples} each (mean CPU of this process):")
+    sections = [
+        ("a written delegation ID (what anyone can send):", "small", "large"),
+        (
+            "a delegation the grantor gave the asker, then revoked (read ahead until it expires):",
+            "revoked small",
+            "revoked large",
+        ),
+        ("a written device key of the grantor, asking for its own secret:", "key small", "key large"),
+        (
+            "a device key the service gave the grantor, since revoked (its secret comes in the key's read):",
+            "revoked key small",
+            "revoked key large",
+        ),
+    ]
+    for title, small, large in sections:
+        print(" " + title)
+        print(row("grantor holds an 8-byte secret of that name:", small))
+        if small == "small":
+            print(row("another grantor, another 8-byte secret:", "twin"))
+        print(row(f"grantor holds a {LARGE_BYTES // 1024} KiB secret of that name:", large))
+        control = f"; the control, twin / small: {ratio('twin', 'small')}" if small == "small" else ""
+        print(f"  large / small: {ratio(large, small)}{control}")
+    print(row("valid delegated secrets/get of the 8-byte secret:", "valid").lstrip())
 
 
 if __name__ == "__main__":

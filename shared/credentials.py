@@ -22,13 +22,14 @@ same ``403``: no oracle.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hmac
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from shared import clock, config, errors, ids, keys, logs, records, store
+from shared import clock, config, errors, ids, keys, logs, read_ahead, records, store
 from shared.principal import BRIDGE, Principal
 
 if TYPE_CHECKING:
@@ -199,44 +200,60 @@ class _Reads:
 
 @dataclass(frozen=True)
 class _Plan:
-    """The documents one resolution reads, in one round trip of latency.
+    """The documents one resolution reads, in one round trip of latency when it may read ahead.
 
-    With a delegation, the credential's documents and the ``extra`` ones the route asked for (the
-    grantor's secret) are two reads started together; the extra one is collected only once the
-    credential and the delegation stand, and dropped unread otherwise: a refusal neither waits for
-    nor decodes another agent's secret (a timing oracle on its names and sizes, otherwise). A device
-    key's own agent's documents come in its key's one read (docs/security.md says why).
+    ``extra`` (the route's documents: a secret) starts with the credential's documents only when
+    the credential's tags say the service made it for this caller (``read_ahead``). Without a
+    delegation it then comes in the same read; with one it is a second read on its own
+    connection, collected only once the credential and the delegation stand and dropped unread
+    otherwise. Without read-ahead it is read once they stand. So a request made of a key or a
+    delegation ID that the service did not give the caller never makes the datastore touch the
+    documents, and its refusal cannot time a secret's name or size.
     """
 
     agent: str
     delegation: list[str]  # [delegation, grantor], or empty when absent or malformed
     extra: list[str]
+    ahead: bool
 
     @classmethod
-    def of(cls, agent_id: str, delegation_id: str | None, reads: _Reads) -> _Plan:
+    def of(
+        cls, agent_id: str, delegation_id: str | None, route: str, reads: _Reads, key_allows: Callable[[], bool]
+    ) -> _Plan:
         grantor = ids.grantor_of_delegation(delegation_id) if delegation_id else None
         delegation = (
             [records.delegation_path(delegation_id), records.agent_path(grantor)] if delegation_id and grantor else []
         )
-        subject = grantor or agent_id
-        extra = list(reads.documents(subject)) if reads.documents else []
-        return cls(records.agent_path(agent_id), delegation, extra)
+        extra = list(reads.documents(grantor or agent_id)) if reads.documents else []
+        ahead = bool(extra) and (
+            (delegation_id is None or read_ahead.delegation_allows(delegation_id, agent_id, route, clock.now()))
+            and key_allows()
+        )
+        return cls(records.agent_path(agent_id), delegation, extra, ahead)
+
+    @contextlib.contextmanager
+    def extra_read(self) -> Iterator[Callable[[], list[Any]]]:
+        """Collects the extra documents: started now when ``ahead`` (dropped unread if never collected)."""
+        if not self.ahead:
+            yield lambda: store.get_many(self.extra) if self.extra else []  # once it stands: one more round trip
+            return
+        with store.start_read(self.extra, own_connection=True) as pending:
+            yield pending.result
 
 
 def _resolve_device_key(key: str, delegation_id: str | None, route: str, reads: _Reads) -> Principal:
     name = keys.parse_device_key(key)
     if name is None:
         raise errors.Unauthenticated()
-    plan = _Plan.of(name.agent_id, delegation_id, reads)
+    plan = _Plan.of(name.agent_id, delegation_id, route, reads, lambda: read_ahead.device_key_allows(name, key))
     key_path = records.device_key_path(name.agent_id, name.key_id)
-    if delegation_id is None:
+    if delegation_id is None and plan.ahead:
         # The agent's own documents come in the same read as its key: one call, the latency budget of
-        # the commonest request. (docs/security.md: what a forged key can time here, and why it stays.)
+        # the commonest request.
         read = store.get_many([plan.agent, key_path, *plan.extra])
-        own = store.PendingRead.collected(read[2:])
-        return _device_key_principal(key, name, delegation_id, route, plan, read[:2], own)
+        return _device_key_principal(key, name, delegation_id, route, plan, read[:2], lambda: read[2:])
     standing = store.start_read([plan.agent, key_path, *plan.delegation])
-    with store.start_read(plan.extra, own_connection=True) as extra:  # beside the credential; dropped if refused
+    with plan.extra_read() as extra:
         return _device_key_principal(key, name, delegation_id, route, plan, standing.result(), extra)
 
 
@@ -247,7 +264,7 @@ def _device_key_principal(
     route: str,
     plan: _Plan,
     docs: list[Any],
-    extra: store.PendingRead,
+    extra: Callable[[], list[Any]],
 ) -> Principal:
     agent: records.AgentRecord | None = docs[0]
     record: records.DeviceKeyRecord | None = docs[1]
@@ -284,9 +301,9 @@ def _resolve_capability(token: str, delegation_id: str | None, route: str, reads
     principal = Principal(kind="agent", via="capability", agent_id=capability.agent_id, actor_id=capability.agent_id)
     if delegation_id is None and not reads.agent:
         return principal  # verified offline: no datastore read
-    plan = _Plan.of(capability.agent_id, delegation_id, reads)
+    plan = _Plan.of(capability.agent_id, delegation_id, route, reads, lambda: True)  # verified offline
     standing = store.start_read([plan.agent, *plan.delegation])
-    with store.start_read(plan.extra, own_connection=True) as extra:  # beside the credential; dropped if refused
+    with plan.extra_read() as extra:
         docs = standing.result()
         agent: records.AgentRecord | None = docs[0]
         if agent is None or agent["disabled"]:
@@ -302,12 +319,12 @@ def _finish(
     delegation_docs: list[Any],
     plan: _Plan,
     route: str,
-    extra: store.PendingRead,
+    extra: Callable[[], list[Any]],
 ) -> Principal:
     if delegation_id is not None:
         principal = _act_for_grantor(principal, agent, delegation_id, delegation_docs, route)
     # Only now, the credential and its delegation standing, are the extra documents collected.
-    return dataclasses.replace(principal, documents=dict(zip(plan.extra, extra.result(), strict=True)))
+    return dataclasses.replace(principal, documents=dict(zip(plan.extra, extra(), strict=True)))
 
 
 def _act_for_grantor(
@@ -363,7 +380,8 @@ def _resolve_access_token(
         if proof.jkt != claims.jkt:
             raise errors.Unauthenticated()
     standing = access_token_paths(claims)
-    extra = list(reads.documents(claims.sub)) if reads.documents else []
+    # Read ahead only for a route the (signed) scope names: a narrowed token never has them read.
+    extra = list(reads.documents(claims.sub)) if reads.documents and reads.required_scope in claims.scopes else []
     paths = list(dict.fromkeys([*standing.all(), *extra]))
     docs = dict(zip(paths, store.get_many(paths), strict=True))
     if not access_token_stands(claims, standing, docs):

@@ -15,11 +15,11 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from shared import change, clock, errors, ids, records, schema, store
+from shared import change, clock, errors, ids, read_ahead, records, schema, store
 from shared.principal import Principal
 from shared.records import AgentRecord, DelegationRecord
 
-DELEGABLE_ROUTES = ("secrets/get", "secrets/put", "secrets/list", "secrets/delete")
+DELEGABLE_ROUTES = read_ahead.ROUTES
 MIN_TTL_SECONDS = 60
 LIST_LIMIT = 1000
 
@@ -68,7 +68,6 @@ def grant(body: Grant, principal: Principal) -> dict[str, Any]:
         raise errors.InvalidRequest("scope: a list of distinct delegable routes: " + ", ".join(DELEGABLE_ROUTES))
     if not ids.is_agent_id(body.to_agent):
         raise errors.NotFound()
-    delegation_id = ids.new_delegation_id(grantor_id)
     grantor_path, grantee_path = records.agent_path(grantor_id), records.agent_path(body.to_agent)
 
     def work(c: change.Change) -> DelegationRecord:
@@ -79,6 +78,8 @@ def grant(body: Grant, principal: Principal) -> dict[str, Any]:
         longest = c.settings["delegation_max_ttl_seconds"]
         if not MIN_TTL_SECONDS <= body.ttl_seconds <= longest:
             raise errors.InvalidRequest(f"ttl_seconds: must be between {MIN_TTL_SECONDS} and {longest}")
+        expires_at = clock.after(body.ttl_seconds)
+        delegation_id = read_ahead.new_delegation_id(grantor_id, body.to_agent, body.scope, expires_at)
         record: DelegationRecord = {
             "delegation_id": delegation_id,
             "from_agent": grantor_id,
@@ -86,7 +87,7 @@ def grant(body: Grant, principal: Principal) -> dict[str, Any]:
             "tenant_id": grantor["tenant_id"],
             "scope": list(body.scope),
             "created_at": c.now,
-            "expires_at": clock.after(body.ttl_seconds),
+            "expires_at": expires_at,
             "revoked_at": None,
         }
         c.create(records.delegation_path(delegation_id), record)

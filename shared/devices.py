@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from shared import agents, change, clock, crypto, errors, ids, jws, keys, records, schema, store
+from shared import agents, change, clock, crypto, errors, ids, jws, keys, read_ahead, records, schema, store
 from shared.credentials import key_is_live
 from shared.principal import Principal
 from shared.records import AgentRecord, DeviceKeyRecord
@@ -90,7 +90,7 @@ def issue(body: IssueKey, agent_id: str, principal: Principal) -> dict[str, Any]
 
     key_pair = _public_key(body.public_key)
     key_id = ids.new_device_key_id(agent_id)
-    device_key = keys.new_device_key(key_id) if key_pair is None else None
+    device_key = read_ahead.new_device_key(key_id) if key_pair is None else None
     agent_path = records.agent_path(agent_id)
     old_path = records.device_key_path(agent_id, replaces) if replaces else None
     # The caller's own key, re-read in the transaction (it is among the credential's standing documents).

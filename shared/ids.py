@@ -44,16 +44,20 @@ def base62_fixed(value: int, length: int) -> str:
     return "".join(reversed(digits))
 
 
+def base62_value(digits: str) -> int:
+    """The number ``digits`` (base62, most significant first) stands for."""
+    value = 0
+    for digit in digits:
+        value = value * 62 + BASE62.index(digit)
+    return value
+
+
 def new_agent_id() -> str:
     return "agt_" + random_base62(PART_LENGTH)
 
 
 def new_device_key_id(agent_id: str) -> str:
     return "dk_" + agent_part(agent_id) + random_base62(PART_LENGTH)
-
-
-def new_delegation_id(grantor_id: str) -> str:
-    return "dlg_" + agent_part(grantor_id) + random_base62(PART_LENGTH)
 
 
 def user_id_of(firebase_uid: str) -> str:

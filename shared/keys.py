@@ -1,10 +1,11 @@
 """The public key formats: ``<prefix>_<body><check>``.
 
-``body`` is ``[A-Za-z0-9]`` and carries 256 bits from the CSPRNG (a device key's
-body also names its key ID); ``check`` is the CRC32 of everything before it as
+``body`` is ``[A-Za-z0-9]`` and carries 256 bits from the CSPRNG. A device key's
+body also names its key ID, and the last 40 of its 256 bits are a tag
+(``read_ahead``) instead. ``check`` is the CRC32 of everything before it as
 6 base62 digits, so secret scanners can spot a leaked key and the server can
 refuse a mistyped one before any datastore read. Only SHA-256 hashes are
-stored: the keys are 256-bit random values, so a slow hash would add nothing.
+stored: the keys hold 216 random bits or more, so a slow hash would add nothing.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ def new_bridge_key() -> str:
     return _with_check(f"{BRIDGE_PREFIX}_{random_secret()}")
 
 
-def new_device_key(key_id: str) -> str:
-    return _with_check(f"{DEVICE_PREFIX}_{key_id[len('dk_') :]}{random_secret()}")
+def new_device_key(key_id: str, secret: str) -> str:
+    """The device key of ``key_id`` with ``secret`` (43 base62 digits; ``read_ahead`` makes the service's)."""
+    return _with_check(f"{DEVICE_PREFIX}_{key_id[len('dk_') :]}{secret}")
 
 
 def new_refresh_token(family_id: str) -> str:
@@ -66,6 +68,11 @@ def family_of_refresh_token(token: str) -> str | None:
     """The family a well-formed refresh token (right checksum) names, or None."""
     match = _REFRESH.fullmatch(token)
     return "rtf_" + match.group(1) if match and has_valid_check(token) else None
+
+
+def secret_part(key: str) -> str:
+    """The secret digits of a well-formed key: between its prefix and IDs and its check."""
+    return key[-(SECRET_LENGTH + CHECK_LENGTH) : -CHECK_LENGTH]
 
 
 def has_valid_check(key: str) -> bool:

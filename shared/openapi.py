@@ -265,7 +265,11 @@ ROUTES: tuple[Route, ...] = (
         200,
         answers.Agent,
         BRIDGE_ONLY,
-        {403: NOT_THIS_CREDENTIAL + ", or an agent credential.", 404: "not_found: no such agent."},
+        {
+            403: NOT_THIS_CREDENTIAL + ", or an agent credential.",
+            404: "not_found: no such agent.",
+            409: "conflict: public: true for an agent that still holds live device keys.",
+        },
     ),
     Route(
         "device/issue",

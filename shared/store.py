@@ -223,18 +223,13 @@ def start_read(paths: Sequence[str], *, own_connection: bool = False) -> Pending
 class PendingRead:
     """One BatchGetDocuments call in flight: ``result()`` collects it, ``cancel()`` drops it unread."""
 
-    def __init__(self, paths: list[str], rpc: Callable[[], RawBatchGet], done: list[Any] | None = None) -> None:
+    def __init__(self, paths: list[str], rpc: Callable[[], RawBatchGet]) -> None:
         self.paths = paths
         self._rpc = rpc
         self._deadline = time.monotonic() + config.get().datastore_deadline_seconds
-        self._call: Any = self._issue() if paths and done is None else None
-        self._documents: list[Any] | None = done if done is not None else None if paths else []
+        self._call: Any = self._issue() if paths else None
+        self._documents: list[Any] | None = None if paths else []
         self._cancelled = False
-
-    @classmethod
-    def collected(cls, documents: list[Any]) -> PendingRead:
-        """A read already done (its documents came with another): ``result()`` answers them."""
-        return cls([], _raw_batch_get, documents)
 
     def _issue(self) -> Any:
         batch_get, database, metadata, request_type = self._rpc()

@@ -1,6 +1,7 @@
 """Strict JSON, the one decoder for request bodies and token segments.
 
-Strict means: no duplicate member, no ``NaN`` or ``Infinity``, and (for bodies)
+Strict means: no duplicate member, no ``NaN`` or ``Infinity`` (written, or a number
+such as ``1e400`` too large to be anything else), and (for bodies)
 no integer longer than ``MAX_INT_DIGITS`` digits and no lone surrogate. A body's
 refusal names the field it was found in, never its value; a token segment's
 refusal is a bare ``ValueError``, since every bad token gets one answer.
@@ -9,6 +10,7 @@ refusal is a bare ``ValueError``, since every bad token gets one answer.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +41,15 @@ def _no_constant(_: str) -> Any:
     raise ValueError("NaN and Infinity are not JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number too large to be finite")
+    return value
+
+
 # One prebuilt decoder: json.loads with hooks would build a new one per call (a hot-path cost).
-_STRICT = json.JSONDecoder(object_pairs_hook=_unique_members, parse_constant=_no_constant)
+_STRICT = json.JSONDecoder(object_pairs_hook=_unique_members, parse_constant=_no_constant, parse_float=_finite)
 
 
 def object_of(data: bytes | str) -> dict[str, Any] | None:
@@ -71,6 +80,11 @@ def _marked_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _marked_constant(_: str) -> _Marked:
     return _Marked("NaN and Infinity are not JSON numbers")
+
+
+def _finite_or_marked(text: str) -> float | _Marked:
+    value = float(text)
+    return value if math.isfinite(value) else _Marked("number too large")
 
 
 def _bounded_int(text: str) -> int | _Marked:
@@ -111,6 +125,7 @@ def body_object(raw: bytes) -> dict[str, Any]:
             object_pairs_hook=_marked_members,
             parse_constant=_marked_constant,
             parse_int=_bounded_int,
+            parse_float=_finite_or_marked,
         )
     except (UnicodeDecodeError, ValueError):
         raise errors.BodyRefused("body: not valid JSON") from None

@@ -636,7 +636,7 @@ def test_the_device_key_names_its_agent() -> None:
     from shared import ids, keys
 
     agent_id = ids.new_agent_id()
-    key = keys.new_device_key(ids.new_device_key_id(agent_id))
+    key = keys.new_device_key(ids.new_device_key_id(agent_id), keys.random_secret())
     assert agentpack.client.agent_of_device_key(key) == agent_id
     assert agentpack.client.agent_of_device_key("apkb_" + key[5:]) is None
 

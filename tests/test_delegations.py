@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared import clock, ids, tokens
-from tests.conftest import ROOT, Api
+from tests.conftest import ROOT, Api, forged_delegation_id
 from tests.reads import watch_reads
 
 DEV_SEED = base64.urlsafe_b64decode((ROOT / "emulator-config/dev-capability-signing.key").read_text().strip() + "=")
@@ -138,7 +138,7 @@ def test_a_delegate_is_refused_outside_the_scope_with_one_answer(world: World) -
 def test_stolen_unknown_and_malformed_delegations_get_the_same_403(world: World) -> None:
     delegation = world.grant(["secrets/get"]).get_json()["delegation_id"]
     stolen = world.as_delegate("secrets/get", {"name": "x"}, delegation, key=world.keys[world.bystander])
-    unknown = world.as_delegate("secrets/get", {"name": "x"}, ids.new_delegation_id(world.grantor))
+    unknown = world.as_delegate("secrets/get", {"name": "x"}, forged_delegation_id(world.grantor))
     forged_grantor = world.as_delegate(
         "secrets/get", {"name": "x"}, "dlg_" + ids.agent_part(world.bystander) + delegation[-22:]
     )
@@ -207,7 +207,7 @@ def test_who_may_revoke(world: World) -> None:
     third = world.grant(["secrets/get"]).get_json()["delegation_id"]
     by_bystander = world.api.device(world.keys[world.bystander], "delegate/revoke", {"delegation_id": first})
     never_made = world.api.device(
-        world.keys[world.bystander], "delegate/revoke", {"delegation_id": ids.new_delegation_id(world.grantor)}
+        world.keys[world.bystander], "delegate/revoke", {"delegation_id": forged_delegation_id(world.grantor)}
     )
     assert by_bystander.status_code == never_made.status_code == 404
     assert by_bystander.data == never_made.data

@@ -672,7 +672,8 @@ def _every_route() -> dict[str, Callable[[], Any]]:
 
     bridge = {"x-agentpack-key": PRODUCTION_BRIDGE_KEY}
     agent_id = ids.new_agent_id()
-    secret = keys.new_device_key(ids.new_device_key_id(agent_id))  # well formed: checking it needs the keys
+    # well formed: checking it needs the keys
+    secret = keys.new_device_key(ids.new_device_key_id(agent_id), keys.random_secret())
     form = {"client_id": agent_id, "client_secret": secret, "grant_type": "client_credentials"}
     calls: dict[str, Callable[[], Any]] = {}
     for function in all_functions():

@@ -146,7 +146,7 @@ def post_raw(route: str, raw: bytes, headers: dict[str, str] | None = None, cont
 
 def unknown_device_key() -> str:
     """A well-formed device key with a correct checksum that was never issued."""
-    return keys.new_device_key(ids.new_device_key_id(ids.new_agent_id()))
+    return keys.new_device_key(ids.new_device_key_id(ids.new_agent_id()), keys.random_secret())
 
 
 def bad_checksum(key: str) -> str:

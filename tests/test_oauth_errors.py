@@ -122,14 +122,15 @@ def _jwt(agent: str, text: str, **extra: str) -> tuple[dict[str, str], dict[str,
 def _wrong_secret(api: Api, agent: str, secret: str, pair: KeyPair, kid: str) -> tuple[dict[str, str], dict[str, str]]:
     name = keys.parse_device_key(secret)
     assert name is not None
-    other = keys.new_device_key(name.key_id)  # the right key ID and a valid checksum, but not the secret
+    # the right key ID and a valid checksum, but not the secret
+    other = keys.new_device_key(name.key_id, keys.random_secret())
     return {}, basic(agent, other)
 
 
 def _wrong_secret_post(api: Api, agent: str, secret: str, pair: KeyPair, kid: str) -> Any:
     name = keys.parse_device_key(secret)
     assert name is not None
-    return _post(agent, keys.new_device_key(name.key_id))
+    return _post(agent, keys.new_device_key(name.key_id, keys.random_secret()))
 
 
 def _revoked(api: Api, agent: str, secret: str, pair: KeyPair, kid: str) -> Any:
@@ -215,7 +216,7 @@ def _assertion_other_client_id(api: Api, agent: str, secret: str, pair: KeyPair,
 
 
 def _secret_of_key_pair_kid(api: Api, agent: str, secret: str, pair: KeyPair, kid: str) -> Any:
-    return {}, basic(agent, keys.new_device_key(kid))  # a key pair has no secret: nothing matches
+    return {}, basic(agent, keys.new_device_key(kid, keys.random_secret()))  # a key pair has no secret: nothing matches
 
 
 CASES: dict[str, Case] = {

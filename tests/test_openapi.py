@@ -444,6 +444,19 @@ def test_error_answers_fit_the_error_body(api: Api, document: dict[str, Any]) ->
         assert str(answer.status_code) in operation["responses"]
 
 
+def test_every_conflict_a_route_answers_is_in_its_document(api: Api, document: dict[str, Any]) -> None:
+    agent_id = api.new_agent("holds a key")
+    api.new_key(agent_id)
+    public_id = api.bridge("agents/create", {"display_name": "cli", "public": True}).get_json()["agent_id"]
+    for route, answer in (
+        ("agents/update", api.bridge("agents/update", {"agent_id": agent_id, "public": True})),  # a live key
+        ("device/issue", api.bridge("device/issue", {"agent_id": public_id})),  # a public agent holds none
+    ):
+        assert answer.status_code == 409, (route, answer.get_json())
+        answers.ErrorBody.model_validate_json(answer.get_data(), strict=True)
+        assert "409" in document["paths"][f"/{route}"]["post"]["responses"], route
+
+
 # The secrets routes that name a secret check the body before refusing the bridge key: give them a valid one.
 BODIES = {"secrets/put": {"name": "n", "value": "v"}, "secrets/get": {"name": "n"}, "secrets/delete": {"name": "n"}}
 
@@ -687,7 +700,7 @@ def test_the_key_patterns_in_the_docs_find_real_keys_and_check_them() -> None:
     namespace: dict[str, Any] = {}
     exec(snippet.group(1), namespace)  # noqa: S102 - the documented checksum code, run as a reader would
     bridge = keys.new_bridge_key()
-    device = keys.new_device_key(ids.new_device_key_id(ids.new_agent_id()))
+    device = keys.new_device_key(ids.new_device_key_id(ids.new_agent_id()), keys.random_secret())
     for label, key in (("bridge key", bridge), ("device key", device)):
         line = f"export KEY={key} # leaked"
         assert [m.group(0) for m in re.finditer(patterns[label], line)] == [key]

@@ -348,7 +348,7 @@ def test_key_sets_of_any_text_are_refused_as_configuration(text: str) -> None:
 
 
 DEVICE_KEY_ID = ids.new_device_key_id(AGENT)
-DEVICE_KEY = keys.new_device_key(DEVICE_KEY_ID)
+DEVICE_KEY = keys.new_device_key(DEVICE_KEY_ID, keys.random_secret())
 BRIDGE_KEY = keys.new_bridge_key()
 FAMILY_ID = ids.new_family_id(AGENT, DEVICE_KEY_ID)
 REFRESH_TOKEN = keys.new_refresh_token(FAMILY_ID)
@@ -442,6 +442,18 @@ def test_a_duplicate_member_anywhere_is_refused(pairs: list[tuple[str, Any]], ne
 def test_a_huge_integer_in_a_body_is_refused(number: int) -> None:
     with pytest.raises(errors.BodyRefused, match="integer too large"):
         strictjson.body_object(json.dumps({"page_size": number}).encode())
+
+
+@FUZZ
+@given(mantissa=st.integers(1, 10**6), exponent=st.integers(309, 10**5), sign=st.sampled_from(["", "-"]))
+def test_a_number_too_large_to_be_finite_is_refused(mantissa: int, exponent: int, sign: str) -> None:
+    huge = f"{sign}{mantissa}e{exponent}"  # a float of infinite value: Infinity by another spelling
+    with pytest.raises(errors.BodyRefused, match="ttl: number too large"):
+        strictjson.body_object(f'{{"ttl": {huge}}}'.encode())
+    with pytest.raises(ValueError):
+        strictjson.object_of(f'{{"exp": {huge}}}')
+    tiny = strictjson.body_object(f'{{"ttl": {sign}{mantissa}e-{exponent}}}'.encode())["ttl"]
+    assert abs(tiny) < 1e-300  # the control: a tiny number is finite, and kept
 
 
 @FUZZ

@@ -59,7 +59,7 @@ def refreshes(pair: Any, key_id: str, agent_id: str, refresh_token: str) -> Any:
 
 def fake_device_key() -> str:
     """Well formed, right check digits, naming an agent and key that were never made."""
-    return keys.new_device_key(ids.new_device_key_id(ids.new_agent_id()))
+    return keys.new_device_key(ids.new_device_key_id(ids.new_agent_id()), keys.random_secret())
 
 
 def with_bad_check(key: str) -> str:
@@ -192,7 +192,7 @@ def test_other_agents_and_other_keys_are_unaffected(api: Api, leaked: dict[str, 
 
 def test_a_key_pair_record_is_no_leakable_key(api: Api, leaked: dict[str, Any]) -> None:
     """A key pair's record holds no hash: a made-up secret for its key ID revokes nothing."""
-    forged = keys.new_device_key(leaked["pair_key"])
+    forged = keys.new_device_key(leaked["pair_key"], keys.random_secret())
     assert report([forged]).status_code == 200
     assert audit_actions("key.leak_reported") == []
     assert token({"grant_type": JWT_BEARER, "assertion": assertion(*_pair(leaked))}).status_code == 200
@@ -432,7 +432,7 @@ def test_the_documented_patterns_find_every_kind_and_the_worked_example_checks_i
     namespace: dict[str, Any] = {}
     exec(snippet.group(1), namespace)  # noqa: S102 - the documented code, run as a reader would
     made = {
-        "device key": keys.new_device_key(ids.new_device_key_id(ids.new_agent_id())),
+        "device key": keys.new_device_key(ids.new_device_key_id(ids.new_agent_id()), keys.random_secret()),
         "refresh token": keys.new_refresh_token(ids.new_family_id(ids.new_agent_id(), None)),
         "bridge key": keys.new_bridge_key(),
     }

@@ -39,6 +39,7 @@ from typing import Any
 import pytest
 
 from shared import audit, clients, device_flow, ids, keys, principal, records
+from tests.conftest import forged_delegation_id
 
 ROOT = Path(__file__).resolve().parent.parent
 INDEXES = json.loads((ROOT / "firestore.indexes.json").read_text())
@@ -133,7 +134,7 @@ def key_record(agent_id: str, at: float) -> Write:
         {
             "key_id": key_id,
             "agent_id": agent_id,
-            "key_hash": keys.hash_key(keys.new_device_key(key_id)),
+            "key_hash": keys.hash_key(keys.new_device_key(key_id, keys.random_secret())),
             "created_at": t,
             "expires_at": t + timedelta(days=30),
             "revoked_at": None,
@@ -270,7 +271,7 @@ def agents_create(f: Fleet, at: float) -> list[Write]:
 
 def delegate(f: Fleet, at: float) -> list[Write]:
     grantor, t = f.agent(), stamp(at)
-    delegation_id = ids.new_delegation_id(grantor)
+    delegation_id = forged_delegation_id(grantor)
     stored = {
         "delegation_id": delegation_id,
         "from_agent": grantor,

@@ -325,8 +325,11 @@ def test_a_deployment_refuses_the_dev_values(
     config.reset()
     assert as_operator(api, "agents/list", {}).status_code == 503
     monkeypatch.delenv("AGENTPACK_CAPABILITY_PUBLIC_KEYS")
-    secret_manager.secrets[(project, "agentpack-secrets-keys")] = DEV_ENV["AGENTPACK_SECRETS_KEYS"]
     config.reset()
     agent_id = as_operator(api, "agents/create", {"display_name": "x"}).get_json()["agent_id"]
     key = as_operator(api, "device/issue", {"agent_id": agent_id}).get_json()["device_key"]
+    secret_manager.secrets[(project, "agentpack-secrets-keys")] = DEV_ENV["AGENTPACK_SECRETS_KEYS"]
+    config.reset()
     assert put(api, key, "x", "v").status_code == 503
+    # Device keys are tagged under the secrets keys (shared/read_ahead.py): none is made under the dev one.
+    assert as_operator(api, "device/issue", {"agent_id": agent_id}).status_code == 503
