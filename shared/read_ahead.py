@@ -99,7 +99,7 @@ def device_key_allows(name: keys.DeviceKeyName, key: str) -> bool:
     """Whether ``key`` (well formed, named ``name``) was made here; not whether it still stands."""
     value = ids.base62_value(keys.secret_part(key))
     if value >> (_KEY_RANDOM_BITS + _TAG_BITS):
-        return False  # made before tags
+        return False  # 43 digits reach past 2**256: no key made here holds such a value
     return _tag_matches(value & ((1 << _TAG_BITS) - 1), _DEVICE_KEY, _key_message(name.key_id, value >> _TAG_BITS))
 
 
