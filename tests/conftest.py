@@ -144,6 +144,19 @@ def api() -> Api:
     return Api()
 
 
+# The emulator settles two transactions on one document by making the loser wait on a lock (about 2 s a
+# time); on a loaded two-core CI machine two such waits can outlast the 5 s default deadline, and the loser
+# answers 503 (nothing changed) instead of reaching its outcome. Tests of a race's outcome give the
+# datastore more time; production Firestore settles contention far sooner.
+PATIENT_DEADLINE_SECONDS = "30"
+
+
+@pytest.fixture
+def patient_datastore(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTPACK_DATASTORE_DEADLINE_SECONDS", PATIENT_DEADLINE_SECONDS)
+    config.reset()
+
+
 @pytest.fixture
 def frozen_clock() -> Callable[[Any], None]:
     """Move the service's clock: ``frozen_clock(datetime)``."""

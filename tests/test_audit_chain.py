@@ -180,6 +180,7 @@ def test_a_head_named_up_front_costs_no_second_read(api: Api, monkeypatch: pytes
     assert reads[1:] == [[records.audit_chain_path(created)]] and len(reads) == 2
 
 
+@pytest.mark.usefixtures("patient_datastore")
 def test_concurrent_changes_of_one_agent_leave_an_unbroken_chain(api: Api) -> None:
     agent = api.new_agent()
     done: list[int] = []

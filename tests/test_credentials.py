@@ -401,6 +401,7 @@ def test_every_refusal_is_byte_identical(api, frozen_clock):
 # --- revocation racing use ----------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("patient_datastore")
 def test_revoke_racing_use_never_500_and_holds_after_it_returns(api):
     agent_id, key = agent_with_key(api)
     device_key = key["device_key"]
@@ -446,6 +447,7 @@ def test_revoke_racing_use_never_500_and_holds_after_it_returns(api):
     assert len(events) == 1
 
 
+@pytest.mark.usefixtures("patient_datastore")
 def test_two_revokes_racing_write_one_event(api):
     """Contention may cost a 503 (nothing half-written), never a 500, a second event or a live key."""
     _, key = agent_with_key(api)

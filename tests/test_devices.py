@@ -479,6 +479,7 @@ def test_max_active_keys_is_enforced_and_revoking_frees_a_slot(api):
     assert_conflict(api.bridge("device/issue", {"agent_id": agent_id}), TOO_MANY)
 
 
+@pytest.mark.usefixtures("patient_datastore")
 def test_concurrent_issues_cannot_overrun_the_limit(api):
     set_setting(api, "device_key_max_active", 2)
     agent_id = api.new_agent()

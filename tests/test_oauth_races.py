@@ -27,6 +27,8 @@ from tests.oauth_support import (
     use,
 )
 
+pytestmark = pytest.mark.usefixtures("patient_datastore")  # races: see conftest
+
 USERS = 3
 MAX_USES_EACH = 80  # a bound: a race is at most 240 uses, a few seconds
 USES_AFTER = 4  # each user goes on this many times once the revoke has answered

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from shared import config, keys, records, store
+from shared import keys, records, store
 from tests.conftest import Api
 from tests.oauth_support import (
     audit_actions,
@@ -41,19 +41,9 @@ from tests.oauth_support import (
     use,
 )
 
-# The emulator settles two transactions on one document by making the loser wait on a lock (about 2 s a
-# time); on a loaded two-core CI machine two such waits can outlast the 5 s default deadline, and the loser
-# answers 503 (nothing changed) instead of reaching its outcome. These drills are about the outcome, so
-# they give the datastore more time; production Firestore settles contention far sooner.
-PATIENT_DEADLINE_SECONDS = "30"
 USERS = 10  # concurrent uses per round
 SPREAD = 0.04  # seconds over which a round's uses start; the revoke starts within the first half of it
-
-
-@pytest.fixture(autouse=True)
-def patient_datastore(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AGENTPACK_DATASTORE_DEADLINE_SECONDS", PATIENT_DEADLINE_SECONDS)
-    config.reset()
+pytestmark = pytest.mark.usefixtures("patient_datastore")  # the drills are about the outcome: conftest says why
 
 
 @dataclass

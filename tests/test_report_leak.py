@@ -273,6 +273,7 @@ def test_a_wrong_checksum_is_skipped_before_any_read(
 # --- concurrency ----------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("patient_datastore")
 def test_concurrent_reports_of_one_key_revoke_once_with_one_event(api: Api, leaked: dict[str, Any]) -> None:
     racers = 4
     start = threading.Barrier(racers)
