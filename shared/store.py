@@ -433,21 +433,31 @@ def query(
     """Documents of a top-level collection in ``order_by`` order (a field that holds the
     document ID, or the ID itself), after the document ``after_id``. Never on a hot path."""
     from google.cloud import firestore
-    from google.cloud.firestore_v1.base_query import FieldFilter
 
-    db = client()
-    ref = db.collection(collection)
-    q: Any = ref
-    for field, value in (equals or {}).items():
-        q = q.where(filter=FieldFilter(field, "==", value))
-    for field, value in (contains or {}).items():
-        q = q.where(filter=FieldFilter(field, "array_contains", value))
+    ref = client().collection(collection)
+    q = _filtered(ref, equals, contains)
     direction = firestore.Query.DESCENDING if descending else firestore.Query.ASCENDING
     q = q.order_by(order_by, direction=direction)
     if after_id is not None:
         q = q.start_after({order_by: ref.document(after_id) if order_by == "__name__" else after_id})
     with faults_as_unavailable():
         return [(snap.id, snap.to_dict()) for snap in q.limit(limit).stream()]
+
+
+def _filtered(
+    q: Any,
+    equals: dict[str, Any] | None,
+    contains: dict[str, Any] | None,
+    one_of: dict[str, list[Any]] | None = None,
+) -> Any:
+    """``q`` with an equality filter per ``equals`` field, ``array_contains`` per ``contains`` field and
+    ``in`` per ``one_of`` field."""
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    for operator, filters in (("==", equals), ("array_contains", contains), ("in", one_of)):
+        for field, value in (filters or {}).items():
+            q = q.where(filter=FieldFilter(field, operator, value))
+    return q
 
 
 def tenant_page(
@@ -524,15 +534,8 @@ def query_ordered(
     """Documents of a top-level collection ordered by several fields (all one direction), after the
     cursor ``after`` (one value per ordering field). ``one_of`` is an ``in`` filter (at most 30 values)."""
     from google.cloud import firestore
-    from google.cloud.firestore_v1.base_query import FieldFilter
 
-    q: Any = client().collection(collection)
-    for field, value in (equals or {}).items():
-        q = q.where(filter=FieldFilter(field, "==", value))
-    for field, value in (contains or {}).items():
-        q = q.where(filter=FieldFilter(field, "array_contains", value))
-    for field, values in (one_of or {}).items():
-        q = q.where(filter=FieldFilter(field, "in", values))
+    q = _filtered(client().collection(collection), equals, contains, one_of)
     direction = firestore.Query.DESCENDING if descending else firestore.Query.ASCENDING
     for field in order_by:
         q = q.order_by(field, direction=direction)
