@@ -58,10 +58,6 @@ class Limit:
             for shard in range(self.shards)
         ]
 
-    def count(self, key: str, now: datetime, documents: Mapping[str, Any]) -> int:
-        """The requests counted in the window; ``documents`` holds ``paths(key, now)`` as read."""
-        return sum(_count(documents[path]) for path in self.paths(key, now))
-
     def refusal(self, key: str, now: datetime, documents: Mapping[str, Any]) -> errors.RateLimited | None:
         """``RateLimited`` (with the seconds until one more request fits) if the window is full, else None."""
         paths = self.paths(key, now)
@@ -84,11 +80,6 @@ class Limit:
         path = records.rate_counter_path(self._digest(key), bucket, secrets.randbelow(self.shards))
         ends = datetime.fromtimestamp((bucket + 1) * self.bucket_seconds, UTC)
         return path, ends + timedelta(seconds=self.window_seconds)
-
-    def counted(self, key: str, now: datetime, documents: Mapping[str, Any]) -> tuple[str, RateCounterRecord]:
-        """Inside a transaction that read ``paths(key, now)``: a counter and its record with one more request."""
-        path, expire_at = self.next_counter(key, now)
-        return path, {"count": _count(documents[path]) + 1, "expire_at": expire_at}
 
 
 def _count(document: RateCounterRecord | None) -> int:
