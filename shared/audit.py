@@ -78,12 +78,7 @@ def new_event(
         "subjects": sorted({agent_id for agent_id in named if agent_id}),
         "expire_at": at + timedelta(days=retention_days),
         "logged_at": datetime.now(UTC),  # not the service clock: the order events were written in
-        "shard": audit_chain.shard_of(event_id),
-        "chain": audit_chain.chain_of(action, actor, target, event_id),
-        "seq": 0,  # seq, prev_hash, prev_at and hash are filled when the change links it (audit_chain.link)
-        "prev_hash": "",
-        "prev_at": None,
-        "hash": "",
+        **audit_chain.unlinked(event_id, action, actor, target),
     }
 
 

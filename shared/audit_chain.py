@@ -58,6 +58,21 @@ def chain_of(action: str, actor: dict[str, Any], target: dict[str, Any], event_i
     return f"{PROJECT_CHAIN}.{_spread(event_id, 8) % PROJECT_CHAINS}"
 
 
+def unlinked(
+    event_id: str, action: str, actor: dict[str, Any], target: dict[str, Any]
+) -> records.AuditEventChainFields:
+    """The chain fields of an event not yet linked: its shard and its chain, and the place (``seq``,
+    ``prev_hash``, ``prev_at``, ``hash``) that ``link`` fills when its change is sealed."""
+    return {
+        "shard": shard_of(event_id),
+        "chain": chain_of(action, actor, target, event_id),
+        "seq": 0,
+        "prev_hash": "",
+        "prev_at": None,
+        "hash": "",
+    }
+
+
 def shard_of(event_id: str) -> int:
     return _spread(event_id, 0) % SHARDS
 

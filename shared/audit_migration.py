@@ -48,12 +48,7 @@ def _moved(old_id: str, old: dict[str, Any], event_id: str) -> records.AuditEven
         "subjects": list(old.get("subjects") or []),
         "expire_at": old["expire_at"],
         "logged_at": datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis),
-        "shard": audit_chain.shard_of(event_id),
-        "chain": audit_chain.chain_of(action, actor, target, event_id),
-        "seq": 0,
-        "prev_hash": "",
-        "prev_at": None,
-        "hash": "",
+        **audit_chain.unlinked(event_id, action, actor, target),
     }
 
 

@@ -85,7 +85,18 @@ class SettingsRecord(TypedDict):
     updated_at: dict[str, datetime]
 
 
-class AuditEventRecord(TypedDict):
+class AuditEventChainFields(TypedDict):
+    """Where an event sits: its listing shard and its place in its chain (``audit_chain``)."""
+
+    shard: int  # 0..audit_chain.SHARDS-1, from the ID: spreads the listing's index over that many key ranges
+    chain: str  # "agt_…", "usr_…", "settings" or "project.<n>" (audit_chain.chain_of)
+    seq: int  # 1, 2, … along the chain
+    prev_hash: str  # the chain's previous event's hash (audit_chain.GENESIS for seq 1)
+    prev_at: datetime | None  # the previous event's ``at`` (None for seq 1): tells expiry from removal
+    hash: str  # SHA-256 (hex) of the event's canonical encoding (audit_chain.canonical)
+
+
+class AuditEventRecord(AuditEventChainFields):
     event_id: str
     at: datetime
     category: str
@@ -96,12 +107,6 @@ class AuditEventRecord(TypedDict):
     subjects: list[str]  # every agent the event names, for one array-contains query
     expire_at: datetime  # the retention, for a Firestore TTL policy
     logged_at: datetime  # when it was written, to the microsecond (system clock): the listing's order
-    shard: int  # 0..audit_chain.SHARDS-1, from the ID: spreads the listing's index over that many key ranges
-    chain: str  # "agt_…", "usr_…", "settings" or "project.<n>" (audit_chain.chain_of)
-    seq: int  # 1, 2, … along the chain
-    prev_hash: str  # the chain's previous event's hash (audit_chain.GENESIS for seq 1)
-    prev_at: datetime | None  # the previous event's ``at`` (None for seq 1): tells expiry from removal
-    hash: str  # SHA-256 (hex) of the event's canonical encoding (audit_chain.canonical)
 
 
 class AuditChainRecord(TypedDict):
