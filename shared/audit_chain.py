@@ -302,7 +302,7 @@ def verify(now: datetime) -> Report:
         _tally(report, check_chain(chain, None, events, now))
     if unchained:
         report.events += len(unchained)
-        detail = f"{len(unchained)} event(s) carry no chain (written before chains: run agentpack migrate audit)"
+        detail = f"{len(unchained)} event(s) carry no chain (written before chains: run agentpack audit migrate)"
         report.findings.append(Finding("-", "unchained", None, unchained[0], detail))
     return report
 
