@@ -10,7 +10,7 @@ An agent with a valid device key names another agent's secret through a delegati
 A delegation ID names its grantor, so anyone can write one of the right shape; only the service can
 write one whose tag matches (``shared/read_ahead.py``). Every such request is the same ``403``.
 Two grantors hold a secret of the asked name: one of a few bytes, one of 48 KiB. Measured, one of each
-in turn and in every order so the load of the machine falls on all alike:
+in turn, in a new shuffled order each round, so the load of the machine falls on all alike:
 
 * refusals of a written (untagged) ID naming each grantor, and a second grantor with a small secret
   (the control: the difference that is only noise). Nothing of the secret is read: large / small
@@ -31,13 +31,12 @@ cores, so the work it does for a large secret shows in wall time; the CPU column
 from __future__ import annotations
 
 import argparse
-import contextlib
-import itertools
 import os
+import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,21 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts import emulator  # noqa: E402
+from bench import core  # noqa: E402
 
 LARGE_BYTES = 48 * 1024
-
-
-@contextlib.contextmanager
-def datastore() -> Iterator[str]:
-    named = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    if named:
-        emulator.wipe(named)
-        yield named
-        return
-    with emulator.running(emulator.free_port()) as host:
-        os.environ["FIRESTORE_EMULATOR_HOST"] = host
-        yield host
 
 
 def client(name: str) -> Any:
@@ -101,11 +88,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=1000, help="refusals measured per side (default 1000)")
     args = parser.parse_args()
-    for name, value in emulator.read_dev_env().items():
-        os.environ.setdefault(name, value)
+    core.use_dev_defaults()
     from shared import ids, keys
 
-    with datastore():
+    with core.datastore():
         bridge = {"x-agentpack-key": os.environ["AGENTPACK_BRIDGE_KEY"]}
         deadline = time.monotonic() + 120  # a fresh emulator's first answers can take seconds
         body = {"key": "secret_max_bytes", "value": 49152}
@@ -167,9 +153,9 @@ def main() -> None:
                 request()
         samples: dict[str, list[float]] = {name: [] for name in sides}
         cpu: dict[str, list[float]] = {name: [] for name in sides}
-        orders = list(itertools.permutations(sides))
-        for i in range(args.samples):  # one of each in turn, in every order: the machine's load falls on all
-            for name in orders[i % len(orders)]:
+        shuffled = random.Random(20261202)  # the same orders every run
+        for _ in range(args.samples):  # one of each in turn, shuffled: the machine's load falls on all
+            for name in shuffled.sample(list(sides), len(sides)):
                 started = time.process_time()
                 samples[name].append(timed(sides[name]))
                 cpu[name].append(time.process_time() - started)
