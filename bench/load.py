@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.core import cpu_seconds, dev_env, emulator_pids, free_port, load_average, say  # noqa: E402 - the repo root goes on the path first
+from bench.core import cpu_seconds, emulator_pids, free_port, load_average, say, use_dev_defaults  # noqa: E402 - the repo root goes on the path first
 
 FORM = "application/x-www-form-urlencoded"
 ACTIONS = {"oauth/token": "token.issue", "device/issue": "device.issue", "device/revoke": "device.revoke"}
@@ -220,7 +220,7 @@ def _get_all(db: Any, paths: list[str]) -> Iterator[dict[str, Any] | None]:
 
 # scripts.serve's app on its threaded server, as scripts/serve runs it, without waiting for an Auth emulator.
 SERVE = (
-    "import sys; from scripts import serve; serve.load_dev_defaults(); serve.check_config(); "
+    "import sys; from scripts import serve; serve.load_dev_defaults(); serve.check_config(); serve.install_logs(); "
     "server = serve.bind('127.0.0.1', int(sys.argv[1]), serve.build_app()); serve.warm_up(); "
     "print('serving every route', flush=True); server.serve_forever()"
 )
@@ -262,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.seconds <= 600 or not 2 <= args.workers <= 64:
         parser.error("--seconds from 1 to 600, --workers from 2 to 64")
-    for name, value in dev_env().items():
-        os.environ.setdefault(name, value)
+    use_dev_defaults()
     if args.url is not None:
         parsed = urllib.parse.urlparse(args.url)
         if parsed.hostname not in ("127.0.0.1", "localhost") or parsed.port is None:
