@@ -64,11 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from nacl.signing import VerifyKey
 
-    from bench.core import dev_env
+    from bench.core import use_dev_defaults
     from shared import access_tokens, config, jws
 
-    for name, value in dev_env().items():
-        os.environ.setdefault(name, value)
+    use_dev_defaults()
     config.reset()
     keys = config.token_signing_keys()  # the dev signing keys, parsed as the service parses them
     public = keys.public_key(keys.signing_kid)

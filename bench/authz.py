@@ -595,8 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
-    for name, value in core.dev_env().items():
-        os.environ.setdefault(name, value)
+    core.use_dev_defaults()
     started = time.monotonic()
     say(f"agentpack identity authz benchmark ({profile.name}); python {sys.version.split()[0]}, {os.cpu_count()} cores")
     start_load = core.load_average()

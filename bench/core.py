@@ -171,6 +171,12 @@ def dev_env() -> dict[str, str]:
     return emulator.read_dev_env()  # the one reader of emulator-config/dev.env (it strips the shell quotes)
 
 
+def use_dev_defaults() -> None:
+    """Every dev.env value this process's environment does not set already (as scripts/serve does)."""
+    for name, value in dev_env().items():
+        os.environ.setdefault(name, value)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -977,8 +983,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
-    for name, value in dev_env().items():
-        os.environ.setdefault(name, value)
+    use_dev_defaults()
     started = time.monotonic()
     say(f"agentpack identity benchmark ({profile.name}); python {sys.version.split()[0]}, {os.cpu_count()} cores")
     say(f"load average at start: {load_average()} (other processes on these cores make every figure noisier)")

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.core import CallCounter, InProcess, dev_env, free_port, say  # noqa: E402 - the repo root goes on the path first
+from bench.core import CallCounter, InProcess, free_port, say, use_dev_defaults  # noqa: E402 - the repo root goes on the path first
 
 
 class DocumentMeter(CallCounter):
@@ -68,8 +68,7 @@ def install_meter() -> DocumentMeter:
 def main() -> int:
     from scripts import emulator
 
-    for name, value in dev_env().items():
-        os.environ.setdefault(name, value)
+    use_dev_defaults()
     meter = install_meter()
     with emulator.running(free_port()) as host:
         os.environ["FIRESTORE_EMULATOR_HOST"] = host

@@ -56,7 +56,6 @@ from bench.core import (  # noqa: E402 - the repo root goes on the path first, a
     concurrent,
     cpu_seconds,
     datastore,
-    dev_env,
     emulator_pids,
     install_counter,
     load_average,
@@ -66,6 +65,7 @@ from bench.core import (  # noqa: E402 - the repo root goes on the path first, a
     say,
     sequential,
     serve,
+    use_dev_defaults,
 )
 
 OAUTH_TOKEN_SOURCE = ROOT / "functions/oauth_token/main.py"
@@ -451,8 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
-    for name, value in dev_env().items():
-        os.environ.setdefault(name, value)
+    use_dev_defaults()
     os.environ.setdefault("AGENTPACK_ISSUER", BENCH_ISSUER)
     started = time.monotonic()
     say(f"agentpack identity OAuth benchmark ({profile.name}); python {sys.version.split()[0]}, {os.cpu_count()} cores")
