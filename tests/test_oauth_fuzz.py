@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 import urllib.parse
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from shared import jws, keys, records, store
 from tests.conftest import BRIDGE_KEY, Api, function_client
+from tests.fuzzing import fuzz_settings
 from tests.oauth_support import (
     ASSERTION_TYPE,
     FORM,
@@ -65,14 +65,7 @@ NAMES = [
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 GRANTS = ["client_credentials", JWT_BEARER, "refresh_token", "password", "", TOKEN_EXCHANGE, DEVICE_CODE]
-SCALE = int(os.environ.get("AGENTPACK_FUZZ_SCALE", "1"))
-FUZZ = settings(
-    max_examples=40 * SCALE,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz_settings(40)
 
 
 def _b64json(value: Any) -> str:

@@ -19,25 +19,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from shared import access_tokens, capabilities, crypto, dpop, errors, ids, jws, keys, schema, strictjson, tokens
+from tests.fuzzing import fuzz_settings
 
-SCALE = int(os.environ.get("AGENTPACK_FUZZ_SCALE", "1"))
-FUZZ = settings(
-    max_examples=200 * SCALE,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz_settings(200)
 
 NOW = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
 T = int(NOW.timestamp())

@@ -52,10 +52,11 @@ from scripts import emulator
 from shared import openapi, store, tokens
 from tests import log_scan
 from tests.conftest import BRIDGE_KEY, ROOT
+from tests.fuzzing import SCALE
 from tests.local_server import banner, clean_env, post, serve, stop
 from tests.people import sign_up
 
-EXAMPLES = 20 * int(os.environ.get("AGENTPACK_FUZZ_SCALE", "1"))
+EXAMPLES = 20 * SCALE
 FUZZ = settings(
     max_examples=EXAMPLES,
     derandomize=True,
