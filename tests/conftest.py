@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from functions_framework import create_app  # noqa: E402
 
 from scripts import emulator  # noqa: E402
-from shared import clock, config, ids, store  # noqa: E402
+from shared import clock, config, ids, keys, store  # noqa: E402
 from tests import log_scan  # noqa: E402
 
 DEV_ENV = emulator.read_dev_env()
@@ -56,6 +56,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def forged_delegation_id(grantor_id: str) -> str:
     """A delegation ID of the right shape naming ``grantor_id``, untagged: what anyone can write."""
     return "dlg_" + ids.agent_part(grantor_id) + ids.random_base62(ids.PART_LENGTH)
+
+
+def forged_device_key(key_id: str) -> str:
+    """A well-formed device key of ``key_id`` with right check digits and a random, untagged secret:
+    what anyone can write."""
+    return keys.new_device_key(key_id, keys.random_secret())
 
 
 def _free_port() -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from shared import ids, keys, store
-from tests.conftest import BRIDGE_KEY, function_client
+from tests.conftest import BRIDGE_KEY, forged_device_key, function_client
 
 UNAUTHENTICATED = b'{"error":"unauthenticated","error_description":"A valid credential is required."}'
 AMBIGUOUS = {"error": "ambiguous_credentials", "error_description": "Send exactly one primary credential."}
@@ -246,8 +246,8 @@ def test_malformed_device_keys_are_401_with_no_read(api, monkeypatch, malformed)
 
 def test_well_formed_key_of_an_unknown_key_id_is_401(api):
     agent_id, _ = agent_with_key(api)
-    of_real_agent = keys.new_device_key(ids.new_device_key_id(agent_id), keys.random_secret())
-    of_no_agent = keys.new_device_key(ids.new_device_key_id(ids.new_agent_id()), keys.random_secret())
+    of_real_agent = forged_device_key(ids.new_device_key_id(agent_id))
+    of_no_agent = forged_device_key(ids.new_device_key_id(ids.new_agent_id()))
     assert keys.parse_device_key(of_real_agent) is not None
     assert_unauthenticated(api.device(of_real_agent, "agents/get", {}))
     assert_unauthenticated(api.device(of_no_agent, "agents/get", {}))
@@ -373,8 +373,8 @@ def test_every_refusal_is_byte_identical(api, frozen_clock):
         {DEVICE: ""},
         {DEVICE: "apkd_short"},
         {DEVICE: good[:-1] + _flip(good[-1])},
-        {DEVICE: keys.new_device_key(ids.new_device_key_id(agent_id), keys.random_secret())},
-        {DEVICE: keys.new_device_key(ids.new_device_key_id(ids.new_agent_id()), keys.random_secret())},
+        {DEVICE: forged_device_key(ids.new_device_key_id(agent_id))},
+        {DEVICE: forged_device_key(ids.new_device_key_id(ids.new_agent_id()))},
         {DEVICE: revoked["device_key"]},
         {DEVICE: expiring["device_key"]},
         {DEVICE: disabled_key["device_key"]},

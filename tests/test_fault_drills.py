@@ -43,7 +43,7 @@ import grpc
 import pytest
 
 from shared import config, keys, openapi, store
-from tests.conftest import BRIDGE_KEY, Api
+from tests.conftest import BRIDGE_KEY, Api, forged_device_key
 from tests.oauth_support import basic, key_pair, login, new_client, new_public_client, post_form, secret_key, token
 from tests.people import People
 from tests.test_faults import assert_unavailable
@@ -673,7 +673,7 @@ def _every_route() -> dict[str, Callable[[], Any]]:
     bridge = {"x-agentpack-key": PRODUCTION_BRIDGE_KEY}
     agent_id = ids.new_agent_id()
     # well formed: checking it needs the keys
-    secret = keys.new_device_key(ids.new_device_key_id(agent_id), keys.random_secret())
+    secret = forged_device_key(ids.new_device_key_id(agent_id))
     form = {"client_id": agent_id, "client_secret": secret, "grant_type": "client_credentials"}
     calls: dict[str, Callable[[], Any]] = {}
     for function in all_functions():

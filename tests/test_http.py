@@ -26,7 +26,7 @@ import pytest
 
 from shared import ids, keys
 from tests import log_scan
-from tests.conftest import BRIDGE_KEY, DEV_ENV, ROOT, Api, function_client
+from tests.conftest import BRIDGE_KEY, DEV_ENV, ROOT, Api, forged_device_key, function_client
 
 ROUTES = [
     "agents/create",
@@ -146,7 +146,7 @@ def post_raw(route: str, raw: bytes, headers: dict[str, str] | None = None, cont
 
 def unknown_device_key() -> str:
     """A well-formed device key with a correct checksum that was never issued."""
-    return keys.new_device_key(ids.new_device_key_id(ids.new_agent_id()), keys.random_secret())
+    return forged_device_key(ids.new_device_key_id(ids.new_agent_id()))
 
 
 def bad_checksum(key: str) -> str:

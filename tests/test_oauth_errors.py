@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from shared import clock, ids, keys
-from tests.conftest import Api, function_client
+from tests.conftest import Api, forged_device_key, function_client
 from tests.oauth_support import (
     ASSERTION_TYPE,
     ISSUER,
@@ -123,14 +123,14 @@ def _wrong_secret(api: Api, agent: str, secret: str, pair: KeyPair, kid: str) ->
     name = keys.parse_device_key(secret)
     assert name is not None
     # the right key ID and a valid checksum, but not the secret
-    other = keys.new_device_key(name.key_id, keys.random_secret())
+    other = forged_device_key(name.key_id)
     return {}, basic(agent, other)
 
 
 def _wrong_secret_post(api: Api, agent: str, secret: str, pair: KeyPair, kid: str) -> Any:
     name = keys.parse_device_key(secret)
     assert name is not None
-    return _post(agent, keys.new_device_key(name.key_id, keys.random_secret()))
+    return _post(agent, forged_device_key(name.key_id))
 
 
 def _revoked(api: Api, agent: str, secret: str, pair: KeyPair, kid: str) -> Any:
@@ -216,7 +216,7 @@ def _assertion_other_client_id(api: Api, agent: str, secret: str, pair: KeyPair,
 
 
 def _secret_of_key_pair_kid(api: Api, agent: str, secret: str, pair: KeyPair, kid: str) -> Any:
-    return {}, basic(agent, keys.new_device_key(kid, keys.random_secret()))  # a key pair has no secret: nothing matches
+    return {}, basic(agent, forged_device_key(kid))  # a key pair has no secret: nothing matches
 
 
 CASES: dict[str, Case] = {

@@ -25,7 +25,7 @@ from werkzeug.test import Client
 
 from scripts.functions_index import all_functions
 from shared import allowlist, answers, audit, clock, config, crypto, delegations, dpop, jws, openapi, schema, tokens
-from tests.conftest import BRIDGE_KEY, ROOT, Api, function_client
+from tests.conftest import BRIDGE_KEY, ROOT, Api, forged_device_key, function_client
 
 DEV_SEED = base64.urlsafe_b64decode((ROOT / "emulator-config/dev-capability-signing.key").read_text().strip() + "=")
 SERVED = {function.route: function for function in all_functions()}
@@ -700,7 +700,7 @@ def test_the_key_patterns_in_the_docs_find_real_keys_and_check_them() -> None:
     namespace: dict[str, Any] = {}
     exec(snippet.group(1), namespace)  # noqa: S102 - the documented checksum code, run as a reader would
     bridge = keys.new_bridge_key()
-    device = keys.new_device_key(ids.new_device_key_id(ids.new_agent_id()), keys.random_secret())
+    device = forged_device_key(ids.new_device_key_id(ids.new_agent_id()))
     for label, key in (("bridge key", bridge), ("device key", device)):
         line = f"export KEY={key} # leaked"
         assert [m.group(0) for m in re.finditer(patterns[label], line)] == [key]

@@ -28,6 +28,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from shared import access_tokens, capabilities, crypto, dpop, errors, ids, jws, keys, schema, strictjson, tokens
+from tests.conftest import forged_device_key
 from tests.fuzzing import fuzz_settings
 
 FUZZ = fuzz_settings(200)
@@ -341,7 +342,7 @@ def test_key_sets_of_any_text_are_refused_as_configuration(text: str) -> None:
 
 
 DEVICE_KEY_ID = ids.new_device_key_id(AGENT)
-DEVICE_KEY = keys.new_device_key(DEVICE_KEY_ID, keys.random_secret())
+DEVICE_KEY = forged_device_key(DEVICE_KEY_ID)
 BRIDGE_KEY = keys.new_bridge_key()
 FAMILY_ID = ids.new_family_id(AGENT, DEVICE_KEY_ID)
 REFRESH_TOKEN = keys.new_refresh_token(FAMILY_ID)

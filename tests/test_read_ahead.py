@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from shared import allowlist, clock, config, ids, keys, read_ahead
-from tests.conftest import DEV_ENV, forged_delegation_id
+from tests.conftest import DEV_ENV, forged_delegation_id, forged_device_key
 
 GRANTOR, GRANTEE, OTHER = ids.new_agent_id(), ids.new_agent_id(), ids.new_agent_id()
 DEV_KEYS = json.loads(DEV_ENV["AGENTPACK_SECRETS_KEYS"])
@@ -79,7 +79,7 @@ def test_a_device_key_made_here_is_allowed_and_no_written_or_altered_one_is() ->
     made = read_ahead.new_device_key(key_id)
     name = keys.parse_device_key(made)
     assert name is not None and name.key_id == key_id and read_ahead.device_key_allows(name, made)
-    written = [keys.new_device_key(key_id, keys.random_secret()) for _ in range(2000)]
+    written = [forged_device_key(key_id) for _ in range(2000)]
     assert not any(read_ahead.device_key_allows(name, key) for key in written)
     secret = keys.secret_part(made)
     for place in range(len(secret)):

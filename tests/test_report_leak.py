@@ -15,7 +15,7 @@ from functions_framework import create_app
 
 from shared import answers, clock, credentials, errors, ids, keys, leaks, ratelimit, records, store
 from shared.principal import PUBLIC
-from tests.conftest import BRIDGE_KEY, ROOT, Api, function_client
+from tests.conftest import BRIDGE_KEY, ROOT, Api, forged_device_key, function_client
 from tests.oauth_support import (
     JWT_BEARER,
     assertion,
@@ -26,6 +26,7 @@ from tests.oauth_support import (
     token,
     use,
 )
+from tests.test_http import bad_checksum, unknown_device_key
 
 ROUTE = "keys/report-leak"
 ADDRESS = "203.0.113.7"
@@ -55,15 +56,6 @@ def refreshes(pair: Any, key_id: str, agent_id: str, refresh_token: str) -> Any:
             "client_assertion": assertion(pair, key_id, agent_id),
         }
     )
-
-
-def fake_device_key() -> str:
-    """Well formed, right check digits, naming an agent and key that were never made."""
-    return keys.new_device_key(ids.new_device_key_id(ids.new_agent_id()), keys.random_secret())
-
-
-def with_bad_check(key: str) -> str:
-    return key[:-1] + ("0" if key[-1] != "0" else "1")
 
 
 @pytest.fixture
@@ -122,12 +114,12 @@ def test_the_answer_is_the_same_whatever_the_keys_were(api: Api, leaked: dict[st
     assert refreshes(leaked["pair"], leaked["pair_key"], leaked["client"], spent).status_code == 200
     cases = {
         "real device key": leaked["device_key"],
-        "fake device key": fake_device_key(),
+        "fake device key": unknown_device_key(),
         "revoked device key": revoked["device_key"],
         "spent refresh token": spent,
         "fake refresh token": keys.new_refresh_token(ids.new_family_id(ids.new_agent_id(), None)),
         "unknown bridge key": keys.new_bridge_key(),
-        "bad checksum": with_bad_check(leaked["device_key"]),
+        "bad checksum": bad_checksum(leaked["device_key"]),
         "malformed": "apkd_not-a-key",
         "empty": "",
     }
@@ -149,8 +141,8 @@ def test_one_event_per_real_key_by_the_public_with_no_key_material(api: Api, lea
         leaked["device_key"],  # twice in one report: one key, one event
         "  " + second["device_key"] + "\n",  # as copied from a file
         leaked["refresh_token"],
-        fake_device_key(),
-        with_bad_check(leaked["refresh_token"]),
+        unknown_device_key(),
+        bad_checksum(leaked["refresh_token"]),
     ]
     answer = report(presented, address="2001:db8::1")
     assert answer.get_json() == {"received": 6}
@@ -192,7 +184,7 @@ def test_other_agents_and_other_keys_are_unaffected(api: Api, leaked: dict[str, 
 
 def test_a_key_pair_record_is_no_leakable_key(api: Api, leaked: dict[str, Any]) -> None:
     """A key pair's record holds no hash: a made-up secret for its key ID revokes nothing."""
-    forged = keys.new_device_key(leaked["pair_key"], keys.random_secret())
+    forged = forged_device_key(leaked["pair_key"])
     assert report([forged]).status_code == 200
     assert audit_actions("key.leak_reported") == []
     assert token({"grant_type": JWT_BEARER, "assertion": assertion(*_pair(leaked))}).status_code == 200
@@ -259,7 +251,7 @@ def test_a_wrong_checksum_is_skipped_before_any_read(
 
     monkeypatch.setattr(store, "get_many", spied_read)
     monkeypatch.setattr(store.Transaction, "get_many", spied_transaction_read)
-    mistyped = [with_bad_check(leaked["device_key"]), with_bad_check(leaked["refresh_token"])]
+    mistyped = [bad_checksum(leaked["device_key"]), bad_checksum(leaked["refresh_token"])]
     before = {p: d for p, d in snapshot().items() if not p.startswith(records.RATE_COUNTERS)}
 
     assert report(mistyped).get_json() == {"received": 2}
@@ -433,7 +425,7 @@ def test_the_documented_patterns_find_every_kind_and_the_worked_example_checks_i
     namespace: dict[str, Any] = {}
     exec(snippet.group(1), namespace)  # noqa: S102 - the documented code, run as a reader would
     made = {
-        "device key": keys.new_device_key(ids.new_device_key_id(ids.new_agent_id()), keys.random_secret()),
+        "device key": forged_device_key(ids.new_device_key_id(ids.new_agent_id())),
         "refresh token": keys.new_refresh_token(ids.new_family_id(ids.new_agent_id(), None)),
         "bridge key": keys.new_bridge_key(),
     }
@@ -442,7 +434,7 @@ def test_the_documented_patterns_find_every_kind_and_the_worked_example_checks_i
         assert [m.group(0) for m in re.finditer(patterns[label], line)] == [key], label
         assert [label for other, pattern in patterns.items() if re.search(pattern, key)] == [label]
         assert namespace["checksum"](key[:-6]) == key[-6:]
-        assert namespace["has_valid_check"](key) and not namespace["has_valid_check"](with_bad_check(key))
+        assert namespace["has_valid_check"](key) and not namespace["has_valid_check"](bad_checksum(key))
     example = re.search(r'^key += "(apkb_\w+)"$', section, re.MULTILINE)
     assert example is not None and keys.is_bridge_key(example.group(1))
     assert f'"{namespace["checksum"](example.group(1)[:-6])}"' in section

@@ -39,7 +39,7 @@ from typing import Any
 import pytest
 
 from shared import audit, clients, device_flow, ids, keys, principal, records
-from tests.conftest import forged_delegation_id
+from tests.conftest import forged_delegation_id, forged_device_key
 
 ROOT = Path(__file__).resolve().parent.parent
 INDEXES = json.loads((ROOT / "firestore.indexes.json").read_text())
@@ -134,7 +134,7 @@ def key_record(agent_id: str, at: float) -> Write:
         {
             "key_id": key_id,
             "agent_id": agent_id,
-            "key_hash": keys.hash_key(keys.new_device_key(key_id, keys.random_secret())),
+            "key_hash": keys.hash_key(forged_device_key(key_id)),
             "created_at": t,
             "expires_at": t + timedelta(days=30),
             "revoked_at": None,

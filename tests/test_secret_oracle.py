@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from shared import clock, ids, keys, read_ahead, records, store
+from shared import clock, ids, read_ahead, records, store
 from tests import oauth_support
-from tests.conftest import Api, forged_delegation_id
+from tests.conftest import Api, forged_delegation_id, forged_device_key
 from tests.reads import watch_reads
 
 BIG = "s" * 30_000
@@ -129,7 +129,7 @@ def test_a_written_device_key_never_makes_a_secret_read(
     # delegation, and of an agent that does not exist.
     for agent_id, delegation_id in ((grantor_id, None), (asker_id, granted), (ids.new_agent_id(), granted)):
         key_id = ids.new_device_key_id(agent_id)
-        forged = keys.new_device_key(key_id, keys.random_secret())
+        forged = forged_device_key(key_id)
         headers = {"x-agentpack-device-key": forged}
         if delegation_id is not None:
             headers["x-agentpack-delegation"] = delegation_id
@@ -167,7 +167,7 @@ def test_credentials_made_before_tags_still_work_one_round_trip_slower(
     asker_id, _ = asker
     # What the service made before read-ahead tags: random secrets and random delegation IDs.
     with monkeypatch.context() as before:
-        before.setattr(read_ahead, "new_device_key", lambda key_id: keys.new_device_key(key_id, keys.random_secret()))
+        before.setattr(read_ahead, "new_device_key", lambda key_id: forged_device_key(key_id))
         before.setattr(read_ahead, "new_delegation_id", lambda grantor_id, *_: forged_delegation_id(grantor_id))
         old_grantor_key = api.new_key(grantor_id)["device_key"]
         old_asker_key = api.new_key(asker_id)["device_key"]
