@@ -211,12 +211,6 @@ def at_once(*calls: Callable[[], Any]) -> list[Any]:
         return [future.result(timeout=120) for future in [pool.submit(run, call) for call in calls]]
 
 
-def events(api: Api, action: str) -> list[dict[str, Any]]:
-    answer = api.bridge("audit/list", {"action": action, "page_size": 100})
-    assert answer.status_code == 200, answer.get_json()
-    return list(answer.get_json()["events"])
-
-
 @pytest.mark.parametrize("by", ["bridge", "the key itself"])
 def test_two_rotations_of_one_key_at_once_one_wins_the_other_is_refused(api: Api, by: str) -> None:
     """The loser is a conflict (the key is replaced already); rotating by the key itself, the loser's
@@ -240,7 +234,7 @@ def test_two_rotations_of_one_key_at_once_one_wins_the_other_is_refused(api: Api
         assert stored_old["replaced_by"] == won["key_id"]
         listed = api.bridge("device/list", {"agent_id": agent}).get_json()["keys"]
         assert sorted(k["key_id"] for k in listed) == sorted([old["key_id"], won["key_id"]])  # no orphan key
-        rotations = [e for e in events(api, "device.rotate") if e["target"]["agent_id"] == agent]
+        rotations = [e for e in audit_actions("device.rotate") if e["target"]["agent_id"] == agent]
         assert [e["target"]["key_id"] for e in rotations] == [won["key_id"]]
         assert api.device(won["device_key"], "agents/get", {}).status_code == 200
 
@@ -258,7 +252,7 @@ def test_a_delegation_revoked_by_grantor_and_grantee_at_once_is_revoked_once(api
         )
         assert [a.status_code for a in answers] == [200, 200], [a.get_json() for a in answers]
         assert len({a.get_json()["revoked_at"] for a in answers}) == 1  # the one revoke, told to both
-        revokes = [e for e in events(api, "delegation.revoke") if e["target"]["delegation_id"] == delegation_id]
+        revokes = [e for e in audit_actions("delegation.revoke") if e["target"]["delegation_id"] == delegation_id]
         assert len(revokes) == 1
         headers = {"x-agentpack-device-key": grantee_key, "x-agentpack-delegation": delegation_id}
         assert api.call("secrets/get", {"name": "x"}, headers).status_code in (401, 403)
