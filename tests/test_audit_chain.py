@@ -149,7 +149,7 @@ def test_several_events_of_one_change_on_one_chain_follow_each_other(api: Api) -
 
 
 def test_writes_wait_for_the_chain_but_land_as_they_stood_when_made() -> None:
-    agent = "agt_" + ids.random_base62(22)
+    agent = ids.new_agent_id()
     stored = {"names": ["first"]}
 
     def work(c: change.Change) -> None:
@@ -371,7 +371,7 @@ def old_event(at: datetime, millis: int, action: str, actor: dict[str, Any], tar
 
 
 def old_history() -> tuple[str, list[str]]:
-    agent, other = "agt_" + ids.random_base62(22), "agt_" + ids.random_base62(22)
+    agent, other = ids.new_agent_id(), ids.new_agent_id()
     base = int(T0.timestamp() * 1000)
     bridge = {"kind": "bridge"}
     written = []

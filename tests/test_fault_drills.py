@@ -464,16 +464,6 @@ WRITES: dict[str, tuple[str, Setup]] = {
     "activate/decide": ("activate/decide", _activate_decide),
     "keys/report-leak": ("keys/report-leak", _report_leak),
 }
-NEEDS_PEOPLE = {
-    "oauth/token token-exchange",
-    "oauth/token device_code",
-    "users/create",
-    "users/update",
-    "users/delegate",
-    "users/delegate/revoke",
-    "activate/decide",
-}
-
 
 # Routes that change nothing a person asked for (a wrong code's count, an integrity event, a DPoP jti
 # aside); each new route must land in one set or the other.
@@ -601,9 +591,7 @@ TRANSIENT: dict[str, Setup] = {
 
 
 @pytest.mark.parametrize("name", list(TRANSIENT))
-def test_one_lost_rpc_is_retried_where_safe_and_never_applies_a_change_twice(
-    drill: Drill, request: pytest.FixtureRequest, name: str
-) -> None:
+def test_one_lost_rpc_is_retried_where_safe_and_never_applies_a_change_twice(drill: Drill, name: str) -> None:
     twin = TRANSIENT[name](drill.api, lambda: People(drill.api, ""))
     status = openapi.route(name).status
     calls, wrote = drill.control(twin, status)

@@ -152,9 +152,7 @@ LEADS = {
 
 def _written() -> dict[str, int]:
     """``written()``, and the device authorizations (a refused request starts none; a poll updates its own)."""
-    db = store.client()
-    count = db.collection(records.DEVICE_AUTHORIZATIONS).count().get()[0][0].value  # type: ignore[no-untyped-call]
-    return {**written(), records.DEVICE_AUTHORIZATIONS: int(count)}
+    return {**written(), records.DEVICE_AUTHORIZATIONS: store.count(records.DEVICE_AUTHORIZATIONS)}
 
 
 def _fuzz(api: Api, function: str) -> None:

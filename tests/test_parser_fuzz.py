@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from shared import access_tokens, capabilities, crypto, dpop, errors, ids, jws, keys, schema, strictjson, tokens
 from tests.conftest import forged_device_key
 from tests.fuzzing import fuzz_settings
+from tests.oauth_support import raw_token
 
 FUZZ = fuzz_settings(200)
 
@@ -105,10 +106,6 @@ def test_the_originals_verify() -> None:
 # ---------------------------------------------------------------- strategies
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 huge = st.one_of(st.integers(), st.integers(-(10**400), 10**400), st.sampled_from([2**63, -(2**63) - 1, 10**308]))
 json_scalars = st.one_of(
     st.none(), st.booleans(), huge, st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30)
@@ -143,12 +140,6 @@ ACCESS_NAMES += ["act", "grant_id", "cnf"]
 PROOF_NAMES = ["jti", "htm", "htu", "iat", "ath", "nonce"]
 
 
-def _signed(seed: bytes, header_text: str, claims_text: str) -> str:
-    """A compact JWS over exact JSON texts, validly signed by ``seed``."""
-    signing_input = _b64(header_text.encode("utf-8", "surrogatepass")) + "." + _b64(claims_text.encode())
-    return signing_input + "." + _b64(crypto.sign(seed, signing_input.encode("ascii")))
-
-
 def _flip(text: str, index: int, bit: int) -> str:
     index %= len(text)
     return text[:index] + chr(ord(text[index]) ^ (1 << bit)) + text[index + 1 :]
@@ -177,11 +168,11 @@ def _reencoded(token: str, how: int) -> str:
     if which < 2:
         parsed = json.loads(data)
         variants += [
-            _b64(json.dumps(parsed, indent=1).encode()),
-            _b64(json.dumps(parsed, ensure_ascii=True, sort_keys=True).encode()),
-            _b64(json.dumps(dict(reversed(list(parsed.items())))).encode()),
-            _b64((json.dumps(parsed)[:-1] + ', "iss": "x"}').encode()),  # a duplicate (or new) member
-            _b64(json.dumps({**parsed, "exp": 10**400, "iat": -(10**400)}).encode()),  # huge numbers
+            jws.b64encode(json.dumps(parsed, indent=1).encode()),
+            jws.b64encode(json.dumps(parsed, ensure_ascii=True, sort_keys=True).encode()),
+            jws.b64encode(json.dumps(dict(reversed(list(parsed.items())))).encode()),
+            jws.b64encode((json.dumps(parsed)[:-1] + ', "iss": "x"}').encode()),  # a duplicate (or new) member
+            jws.b64encode(json.dumps({**parsed, "exp": 10**400, "iat": -(10**400)}).encode()),  # huge numbers
         ]
     segments[which] = variants[(how // 3) % len(variants)]
     return ".".join(segments)
@@ -253,7 +244,7 @@ def test_non_strings_are_refused_as_tokens() -> None:
 @FUZZ
 @given(header=_json_texts(["alg", "typ", "kid", "jwk", "crit"]), claims=_json_texts(CAPABILITY_NAMES))
 def test_a_signed_capability_token_of_any_shape_is_refused_or_sound(header: str, claims: str) -> None:
-    token = _signed(CAPABILITY_SEED, header, claims)
+    token = raw_token(header.encode("utf-8", "surrogatepass"), claims.encode(), CAPABILITY_SEED)
     try:
         found = verify_capability(token)
     except errors.TokenRefused:
@@ -264,7 +255,8 @@ def test_a_signed_capability_token_of_any_shape_is_refused_or_sound(header: str,
 @FUZZ
 @given(claims=_json_texts(CAPABILITY_NAMES))
 def test_signed_capability_claims_of_any_shape_are_refused_or_sound(claims: str) -> None:
-    token = _signed(CAPABILITY_SEED, json.dumps({"alg": "EdDSA", "typ": tokens.TYP, "kid": "k1"}), claims)
+    header = json.dumps({"alg": "EdDSA", "typ": tokens.TYP, "kid": "k1"})
+    token = raw_token(header.encode(), claims.encode(), CAPABILITY_SEED)
     try:
         found = verify_capability(token)
     except errors.TokenRefused:
@@ -277,7 +269,7 @@ def test_signed_capability_claims_of_any_shape_are_refused_or_sound(claims: str)
 def test_signed_access_token_claims_of_any_shape_are_refused_or_sound(claims: str) -> None:
     header = json.dumps({"alg": "EdDSA", "typ": access_tokens.TYP, "kid": "at-1"}, separators=(",", ":"))
     try:
-        found = verify_access(_signed(SIGNING_SEED, header, claims))
+        found = verify_access(raw_token(header.encode(), claims.encode(), SIGNING_SEED))
     except errors.TokenRefused:
         return
     assert found.issuer == ISSUER and 1 <= found.exp - found.iat <= access_tokens.MAX_TTL_SECONDS

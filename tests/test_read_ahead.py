@@ -4,7 +4,7 @@ and a tag matches only the caller, route, time and keys it was made for."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -18,14 +18,14 @@ OTHER_KEY = "B" * 42 + "E"  # 32 bytes, base64url
 
 
 @pytest.fixture
-def keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[dict[str, str]], None]]:
+def keyring(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], None]:
+    """Configure these secrets key versions (conftest's fresh_datastore restores the dev ones after)."""
+
     def use(versions: dict[str, str]) -> None:
         monkeypatch.setenv("AGENTPACK_SECRETS_KEYS", json.dumps(versions))
         config.reset()
 
-    yield use
-    monkeypatch.setenv("AGENTPACK_SECRETS_KEYS", DEV_ENV["AGENTPACK_SECRETS_KEYS"])
-    config.reset()
+    return use
 
 
 def delegation(scope: tuple[str, ...] = ("secrets/get",), minutes: int = 10) -> str:
