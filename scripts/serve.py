@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
-import re
-import secrets
 import signal
 import socket
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -30,8 +26,6 @@ from scripts import emulator
 from scripts.functions_index import all_functions
 
 Environ = dict[str, Any]
-# The functions' own rule for a caller's x-request-id (shared/http.py): kept if sane, else a new one.
-SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def load_dev_defaults() -> None:
@@ -72,33 +66,9 @@ def build_app() -> Any:
         )
 
     def not_found(environ: Environ, start_response: Any) -> Iterable[bytes]:
-        from shared import logs
+        from shared import http
 
-        started = time.perf_counter()
-        sent = environ.get("HTTP_X_REQUEST_ID", "")
-        kept = SANE_REQUEST_ID.fullmatch(sent) and not logs.credential_shaped(sent)
-        request_id = sent if kept else "req_" + secrets.token_urlsafe(16)
-        body = json.dumps({"error": "not_found", "error_description": "No such route."}).encode()
-        start_response(
-            "404 Not Found",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                ("x-request-id", request_id),
-                ("Cache-Control", "no-store"),
-            ],
-        )
-        # The functions' own line (shared/http.py), for a path that names no route: never the path itself.
-        with logs.request(None, request_id, _trace_headers(environ)):
-            logs.request_line(
-                method=environ.get("REQUEST_METHOD", ""),
-                status=404,
-                latency_seconds=time.perf_counter() - started,
-                error="not_found",
-                remote_addr=environ.get("REMOTE_ADDR"),
-                user_agent_sent=environ.get("HTTP_USER_AGENT"),
-            )
-        return [body]
+        return http.unrouted(environ)(environ, start_response)
 
     def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
         target = mounted.get(environ.get("PATH_INFO", "").rstrip("/") or "/")
@@ -108,12 +78,6 @@ def build_app() -> Any:
         return target(environ, start_response)  # type: ignore[no-any-return]
 
     return app
-
-
-def _trace_headers(environ: Environ) -> dict[str, list[str]]:
-    """The trace headers of a WSGI request, as ``shared.logs.trace_of`` reads them."""
-    names = {"traceparent": "HTTP_TRACEPARENT", "x-cloud-trace-context": "HTTP_X_CLOUD_TRACE_CONTEXT"}
-    return {name: [str(environ[key])] for name, key in names.items() if key in environ}
 
 
 def install_logs() -> None:

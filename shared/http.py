@@ -178,33 +178,39 @@ def endpoint(route: str, *, method: str = "POST", media: str = "application/json
     def wrap(pipeline: Pipeline) -> Handler:
         @functools.wraps(pipeline)
         def handle(request: flask.Request) -> flask.Response:
-            started = time.perf_counter()
-            logs.install()
-            request_id = _request_id(request)
-            headers = _headers(request)
-            with logs.request(route, request_id, headers):
-                result = _answer(
-                    pipeline,
-                    request,
-                    Call(route, request_id, headers, b"", _query(request), _client_address(request)),
-                    method,
-                    media,
-                )
-                response = _respond(result, request_id)
-                logs.request_line(
-                    method=request.method,
-                    status=result.status,
-                    latency_seconds=time.perf_counter() - started,
-                    error=_error_code(result),
-                    remote_addr=request.remote_addr,
-                    user_agent_sent=request.headers.get("user-agent"),
-                )
-            return response
+            return _served(route, request, lambda call: _answer(pipeline, request, call, method, media))
 
         handle.route = route  # type: ignore[attr-defined]
         return handle
 
     return wrap
+
+
+def unrouted(environ: dict[str, Any]) -> flask.Response:
+    """The answer (a WSGI app) to a request whose path names no route (the local server's router): ``404``,
+    with the request ID and the one log line every route's answer has, and never the path itself."""
+    request = flask.Request(environ)
+    return _served(None, request, lambda _: _error_reply(errors.NotFound("No such route."), request.method))
+
+
+def _served(route: str | None, request: flask.Request, answer: Callable[[Call], Reply]) -> flask.Response:
+    """``answer``'s reply as the response, inside the request's log context, and its one log line."""
+    started = time.perf_counter()
+    logs.install()
+    request_id = _request_id(request)
+    headers = _headers(request)
+    with logs.request(route, request_id, headers):
+        result = answer(Call(route or "", request_id, headers, b"", _query(request), _client_address(request)))
+        response = _respond(result, request_id)
+        logs.request_line(
+            method=request.method,
+            status=result.status,
+            latency_seconds=time.perf_counter() - started,
+            error=_error_code(result),
+            remote_addr=request.remote_addr,
+            user_agent_sent=request.headers.get("user-agent"),
+        )
+    return response
 
 
 def _answer(pipeline: Pipeline, request: flask.Request, call: Call, method: str, media: str) -> Reply:
