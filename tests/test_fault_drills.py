@@ -24,7 +24,6 @@ failure is a ``503`` with exactly one copy of the change or none.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -32,8 +31,6 @@ import os
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,6 +40,7 @@ import grpc
 import pytest
 
 from shared import config, keys, openapi, store
+from tests import emulator_rest
 from tests.conftest import BRIDGE_KEY, Api, forged_device_key
 from tests.oauth_support import basic, key_pair, login, new_client, new_public_client, post_form, secret_key, token
 from tests.people import People
@@ -184,14 +182,10 @@ class Faults(
 def release_stranded(host: str, faults: Faults) -> None:
     """Roll back the transactions a fault left open (their Rollback was lost too), as the datastore's own
     idle timeout would, later: a stranded transaction keeps its locks and stalls the next write meanwhile."""
-    url = f"http://{host}/v1/projects/{PROJECT}/databases/(default)/documents:rollback"
-    headers = {"Authorization": "Bearer owner", "Content-Type": "application/json"}
     with faults.lock:
         begun, faults.begun = faults.begun, []
     for transaction in begun:
-        body = json.dumps({"transaction": base64.b64encode(transaction).decode()}).encode()
-        with contextlib.suppress(urllib.error.HTTPError):  # committed, or rolled back already
-            urllib.request.urlopen(urllib.request.Request(url, body, headers, method="POST"), timeout=10).close()
+        emulator_rest.roll_back(host, transaction)
 
 
 @pytest.fixture
@@ -206,17 +200,8 @@ def faults() -> Iterator[Faults]:
 
 
 def snapshot(host: str) -> dict[str, Any]:
-    """Every document of the datastore (any depth) by path, with its fields: one kindless REST query as admin."""
-    url = f"http://{host}/v1/projects/{PROJECT}/databases/(default)/documents:runQuery"
-    body = json.dumps({"structuredQuery": {"from": [{"allDescendants": True}]}}).encode()
-    headers = {"Authorization": "Bearer owner", "Content-Type": "application/json"}
-    with urllib.request.urlopen(urllib.request.Request(url, body, headers, method="POST"), timeout=10) as answer:
-        rows = json.loads(answer.read())
-    found = {
-        row["document"]["name"].split("/documents/", 1)[1]: row["document"].get("fields", {})
-        for row in rows
-        if "document" in row
-    }
+    """Every document of the datastore (any depth) by path, with its fields."""
+    found = {path: document.get("fields", {}) for path, document in emulator_rest.all_documents(host).items()}
     # A rate counter counts the attempt, made or not: it is written before the change, on purpose.
     return {path: fields for path, fields in found.items() if not path.startswith("rate_counters/")}
 

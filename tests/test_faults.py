@@ -12,7 +12,6 @@ import json
 import logging
 import socket
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,8 +19,8 @@ import pytest
 
 from shared import config, keys, store
 from tests.conftest import BRIDGE_KEY, DEV_ENV, Api
+from tests.emulator_rest import admin
 
-PROJECT = "demo-agentpack"
 UNAVAILABLE_BODY_KEYS = {"error", "error_description"}
 ANSWER_WITHIN_SECONDS = 5.0  # the deadline is 0.5 s; leave room for a loaded CI machine
 
@@ -39,27 +38,14 @@ def assert_unavailable(answer: Any) -> None:
     assert answer.headers.get("x-request-id")
 
 
-def _admin(host: str, method: str, path: str, body: Any = None) -> Any:
-    url = f"http://{host}/v1/projects/{PROJECT}/databases/(default)/documents{path}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method=method,
-        headers={"Authorization": "Bearer owner", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.loads(answer.read() or b"{}")
-
-
 def snapshot(host: str) -> dict[str, Any]:
     """Every document in the datastore (any depth), by full name, with its fields: read as admin over REST."""
     found: dict[str, Any] = {}
 
     def walk(parent: str) -> None:
-        listed = _admin(host, "POST", f"{parent}:listCollectionIds", {"pageSize": 1000})
+        listed = admin(host, "POST", f"{parent}:listCollectionIds", {"pageSize": 1000})
         for collection in listed.get("collectionIds", []):
-            page = _admin(host, "GET", f"{parent}/{collection}?pageSize=1000&showMissing=true")
+            page = admin(host, "GET", f"{parent}/{collection}?pageSize=1000&showMissing=true")
             for doc in page.get("documents", []):
                 name = doc["name"]
                 found[name] = doc.get("fields")

@@ -50,7 +50,7 @@ from schemathesis.specs.openapi.checks import (
 
 from scripts import emulator
 from shared import openapi, store, tokens
-from tests import log_scan
+from tests import emulator_rest, log_scan
 from tests.conftest import BRIDGE_KEY, ROOT
 from tests.fuzzing import SCALE
 from tests.local_server import banner, clean_env, post, serve, stop
@@ -94,7 +94,6 @@ REFUSAL_NOTES: dict[str, tuple[str, ...]] = {
     "activate/decide": ("activation_failures/",),
     "oauth/token": ("device_authorizations/",),
 }
-DOCUMENTS = f"projects/{emulator.PROJECT}/databases/(default)/documents/"
 
 
 @dataclass(frozen=True)
@@ -164,21 +163,9 @@ def tally(request: pytest.FixtureRequest) -> Iterator[dict[str, Counter[int]]]:
 
 
 def fingerprint(emulator_host: str) -> dict[str, str]:
-    """Every document of the datastore by path, with its update time: one query over all collections."""
-    query = {"structuredQuery": {"from": [{"allDescendants": True}], "select": {"fields": [{"fieldPath": "__name__"}]}}}
-    request = urllib.request.Request(
-        f"http://{emulator_host}/v1/{DOCUMENTS.rstrip('/')}:runQuery",
-        data=json.dumps(query).encode(),
-        headers={"Content-Type": "application/json", "Authorization": "Bearer owner"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        found = json.loads(answer.read())
-    return {
-        item["document"]["name"].removeprefix(DOCUMENTS): item["document"]["updateTime"]
-        for item in found
-        if "document" in item
-    }
+    """Every document of the datastore by path, with its update time."""
+    found = emulator_rest.all_documents(emulator_host, names_only=True)
+    return {path: document["updateTime"] for path, document in found.items()}
 
 
 def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
