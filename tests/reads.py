@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -57,4 +58,18 @@ def watch_reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
             self.pending.cancel()
 
     monkeypatch.setattr(store, "start_read", Started)
+    return reads
+
+
+def watch_transaction_reads(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The paths of each read made inside a transaction (``store.Transaction.get_many``), in order
+    (observation only: the real read runs)."""
+    reads: list[list[str]] = []
+    real = store.Transaction.get_many
+
+    def recorded(self: store.Transaction, paths: Sequence[str]) -> list[Any]:
+        reads.append(list(paths))
+        return real(self, paths)
+
+    monkeypatch.setattr(store.Transaction, "get_many", recorded)
     return reads

@@ -23,6 +23,7 @@ import pytest
 from shared import audit_chain, audit_migration, change, clock, ids, records, store
 from shared.principal import BRIDGE
 from tests.conftest import DEV_ENV, ROOT, Api
+from tests.reads import watch_transaction_reads
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
 
@@ -164,14 +165,7 @@ def test_writes_wait_for_the_chain_but_land_as_they_stood_when_made() -> None:
 
 def test_a_head_named_up_front_costs_no_second_read(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     agent = api.new_agent()
-    reads: list[list[str]] = []
-    plain = store.Transaction.get_many
-
-    def counted(self: store.Transaction, paths: Any) -> list[Any]:
-        reads.append(list(paths))
-        return plain(self, paths)
-
-    monkeypatch.setattr(store.Transaction, "get_many", counted)
+    reads = watch_transaction_reads(monkeypatch)
     assert api.bridge("agents/update", {"agent_id": agent, "display_name": "x"}).status_code == 200
     (first,) = reads  # the agent's head came with the change's one read
     assert records.audit_chain_path(agent) in first

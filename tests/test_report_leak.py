@@ -26,6 +26,7 @@ from tests.oauth_support import (
     token,
     use,
 )
+from tests.reads import watch_reads, watch_transaction_reads
 from tests.test_http import bad_checksum, unknown_device_key
 
 ROUTE = "keys/report-leak"
@@ -237,26 +238,14 @@ def test_a_bad_body_is_refused_and_nothing_is_written(api: Api, leaked: dict[str
 def test_a_wrong_checksum_is_skipped_before_any_read(
     api: Api, leaked: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    read: list[str] = []
-    transactions: list[str] = []
-    plain_read, transaction_read = store.get_many, store.Transaction.get_many
-
-    def spied_read(paths: Any) -> Any:
-        read.extend(paths)
-        return plain_read(paths)
-
-    def spied_transaction_read(self: Any, paths: Any) -> Any:
-        transactions.extend(paths)
-        return transaction_read(self, paths)
-
-    monkeypatch.setattr(store, "get_many", spied_read)
-    monkeypatch.setattr(store.Transaction, "get_many", spied_transaction_read)
+    reads, transactions = watch_reads(monkeypatch), watch_transaction_reads(monkeypatch)
     mistyped = [bad_checksum(leaked["device_key"]), bad_checksum(leaked["refresh_token"])]
     before = {p: d for p, d in snapshot().items() if not p.startswith(records.RATE_COUNTERS)}
 
     assert report(mistyped).get_json() == {"received": 2}
 
     assert transactions == []  # no change was even started
+    read = reads.documents()
     assert read and all(path.startswith(records.RATE_COUNTERS + "/") for path in read)  # the rate limit's only
     assert {p: d for p, d in snapshot().items() if not p.startswith(records.RATE_COUNTERS)} == before
     assert api.device(leaked["device_key"], "agents/get", {}).status_code == 200
