@@ -58,15 +58,7 @@ def audit_verify(ctx: Context) -> int:
     def work() -> int:
         report = audit_chain.verify(clock.now())
         if ctx.json:
-            ctx.print_json(
-                {
-                    "whole": report.whole,
-                    "chains": report.chains,
-                    "events": report.events,
-                    "expired": report.expired,
-                    "findings": [dataclasses.asdict(finding) for finding in report.findings],
-                }
-            )
+            ctx.print_json({"whole": report.whole, **dataclasses.asdict(report)})
         else:
             for finding in report.findings:
                 print(finding, file=ctx.out)

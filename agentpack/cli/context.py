@@ -94,12 +94,6 @@ class Context:
         delegation = None
         if delegated and credential.kind != "bridge_key":
             delegation = self.delegation = getattr(self.args, "delegation", None) or config.delegation()
-        timeout = self.args.timeout
-        if timeout is None:
-            try:
-                timeout = float(os.environ.get("AGENTPACK_TIMEOUT", "") or DEFAULT_TIMEOUT)
-            except ValueError:
-                raise UsageError("AGENTPACK_TIMEOUT must be a number of seconds") from None
         kind, value = credential.kind, credential.value
         url = self.args.url or config.url()
         try:
@@ -109,13 +103,35 @@ class Context:
                 device_key=value if kind == "device_key" else None,
                 token=value if kind == "token" else None,
                 delegation=delegation,
-                timeout=timeout,
+                timeout=self._timeout(),
                 allow_insecure_http=os.environ.get("AGENTPACK_ALLOW_INSECURE_HTTP") == "1",
             )
         except ValueError as problem:
             text = str(problem).replace("base_url:", f"the service URL {url}:", 1)
             where = f" (the {credential.name} from {credential.source})" if text.startswith(kind) else ""
             raise UsageError(f"{text}{where}") from None
+
+    def keyless_client(self) -> Client:
+        """A client that sends no header credential: a key pair's assertion authenticates it (OAuth only)."""
+        url = self.args.url or config.url()
+        try:
+            return Client(
+                url,
+                oauth_only=True,
+                timeout=self._timeout(),
+                allow_insecure_http=os.environ.get("AGENTPACK_ALLOW_INSECURE_HTTP") == "1",
+            )
+        except ValueError as problem:
+            raise UsageError(str(problem).replace("base_url:", f"the service URL {url}:", 1)) from None
+
+    def _timeout(self) -> float:
+        """--timeout, else AGENTPACK_TIMEOUT, else the client's default (seconds)."""
+        if self.args.timeout is not None:
+            return float(self.args.timeout)
+        try:
+            return float(os.environ.get("AGENTPACK_TIMEOUT", "") or DEFAULT_TIMEOUT)
+        except ValueError:
+            raise UsageError("AGENTPACK_TIMEOUT must be a number of seconds") from None
 
     def print_json(self, data: Any) -> None:
         print(json.dumps(data, indent=2, ensure_ascii=False), file=self.out)

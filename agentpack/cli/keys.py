@@ -12,7 +12,6 @@ from agentpack import rotation
 from agentpack.cli import output
 from agentpack.cli.context import EXIT_OK, Context, UsageError, scopes
 from agentpack.cli.files import PrivateFile, read_input
-from agentpack.cli.tokens import _keyless_client
 from agentpack.models import DeviceKey, IssuedKey, to_dict
 
 
@@ -196,7 +195,7 @@ def keys_report_leak(ctx: Context) -> int:
     found = list(dict.fromkeys(_LEAKABLE.findall(text)))
     if not found:
         raise UsageError("no key found (apkd_…, apkr_… or apkb_…, whole, with their check digits)")
-    client = _keyless_client(ctx)
+    client = ctx.keyless_client()
     received = 0
     for start in range(0, len(found), _REPORT_BATCH):
         received += client.report_leak(found[start : start + _REPORT_BATCH]).received

@@ -5,31 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agentpack import config
 from agentpack.cli.context import EXIT_OK, Context, UsageError, scopes
 from agentpack.cli.files import read_input
-from agentpack.client import DEFAULT_TIMEOUT, Client
+from agentpack.client import Client
 from agentpack.models import TokenAnswer, to_dict
-
-
-def _keyless_client(ctx: Context) -> Client:
-    """A client that sends no header credential: the key pair's assertion authenticates it."""
-    timeout = ctx.args.timeout
-    if timeout is None:
-        try:
-            timeout = float(os.environ.get("AGENTPACK_TIMEOUT", "") or DEFAULT_TIMEOUT)
-        except ValueError:
-            raise UsageError("AGENTPACK_TIMEOUT must be a number of seconds") from None
-    url = ctx.args.url or config.url()
-    try:
-        return Client(
-            url,
-            oauth_only=True,
-            timeout=timeout,
-            allow_insecure_http=os.environ.get("AGENTPACK_ALLOW_INSECURE_HTTP") == "1",
-        )
-    except ValueError as problem:
-        raise UsageError(str(problem).replace("base_url:", f"the service URL {url}:", 1)) from None
 
 
 def _device_key_client(ctx: Context, what: str) -> Client:
@@ -60,7 +39,7 @@ def token_get(ctx: Context) -> int:
             raise UsageError(
                 f"{ctx.args.key_pair} does not hold a private key (from 'keys keypair'): {error}"
             ) from None
-        answer = _keyless_client(ctx).private_key_jwt_token(seed, ctx.args.key_id, chosen, resource=ctx.args.resource)
+        answer = ctx.keyless_client().private_key_jwt_token(seed, ctx.args.key_id, chosen, resource=ctx.args.resource)
     else:
         if ctx.args.key_id is not None:
             raise UsageError("--key-id goes with --key-pair")
