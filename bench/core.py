@@ -296,18 +296,29 @@ class CallCounter:
         return continuation(details, requests)
 
 
-def install_counter() -> CallCounter:
-    """Wrap the channel of every Firestore client built from now on (emulator only) with a counter."""
-    import grpc
-    from google.cloud.firestore_v1 import base_client
+Interceptor = TypeVar("Interceptor")
 
-    interceptor_bases = (
+
+def interceptor(kind: type[Interceptor]) -> Interceptor:
+    """An instance of ``kind`` that is also each of gRPC's four client interceptor types."""
+    import grpc
+
+    bases = (
         grpc.UnaryUnaryClientInterceptor,
         grpc.UnaryStreamClientInterceptor,
         grpc.StreamUnaryClientInterceptor,
         grpc.StreamStreamClientInterceptor,
     )
-    counter: CallCounter = type("CountingInterceptor", (CallCounter, *interceptor_bases), {})()
+    made: Interceptor = type(kind.__name__ + "Interceptor", (kind, *bases), {})()
+    return made
+
+
+def install_counter() -> CallCounter:
+    """Wrap the channel of every Firestore client built from now on (emulator only) with a counter."""
+    import grpc
+    from google.cloud.firestore_v1 import base_client
+
+    counter = interceptor(CallCounter)
     original: Any = base_client.BaseClient._emulator_channel
 
     def counted(self: Any, transport: Any) -> Any:

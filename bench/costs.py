@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.core import CallCounter, InProcess, free_port, say, use_dev_defaults  # noqa: E402 - the repo root goes on the path first
+from bench.core import CallCounter, InProcess, free_port, interceptor, say, use_dev_defaults  # noqa: E402 - the repo root goes on the path first
 
 
 class DocumentMeter(CallCounter):
@@ -54,13 +54,7 @@ def install_meter() -> DocumentMeter:
 
     from shared import store
 
-    bases = (
-        grpc.UnaryUnaryClientInterceptor,
-        grpc.UnaryStreamClientInterceptor,
-        grpc.StreamUnaryClientInterceptor,
-        grpc.StreamStreamClientInterceptor,
-    )
-    meter: DocumentMeter = type("DocumentMeterInterceptor", (DocumentMeter, *bases), {})()
+    meter = interceptor(DocumentMeter)
     store.wrap_channel(lambda channel: grpc.intercept_channel(channel, meter))
     return meter
 
