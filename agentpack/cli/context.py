@@ -103,7 +103,7 @@ class Context:
                 device_key=value if kind == "device_key" else None,
                 token=value if kind == "token" else None,
                 delegation=delegation,
-                timeout=self._timeout(),
+                timeout=self.timeout(),
                 allow_insecure_http=os.environ.get("AGENTPACK_ALLOW_INSECURE_HTTP") == "1",
             )
         except ValueError as problem:
@@ -118,13 +118,13 @@ class Context:
             return Client(
                 url,
                 oauth_only=True,
-                timeout=self._timeout(),
+                timeout=self.timeout(),
                 allow_insecure_http=os.environ.get("AGENTPACK_ALLOW_INSECURE_HTTP") == "1",
             )
         except ValueError as problem:
             raise UsageError(str(problem).replace("base_url:", f"the service URL {url}:", 1)) from None
 
-    def _timeout(self) -> float:
+    def timeout(self) -> float:
         """--timeout, else AGENTPACK_TIMEOUT, else the client's default (seconds)."""
         if self.args.timeout is not None:
             return float(self.args.timeout)

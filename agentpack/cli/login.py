@@ -18,21 +18,11 @@ from typing import Any
 from agentpack import config, device_login
 from agentpack.cli import output
 from agentpack.cli.context import EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, Context, UsageError, scopes
-from agentpack.client import DEFAULT_TIMEOUT
 
 
 def _session_path(ctx: Context) -> Path:
     given = getattr(ctx.args, "out", None) or getattr(ctx.args, "session", None)
     return Path(given).expanduser() if given else device_login.default_session_path()
-
-
-def _timeout(ctx: Context) -> float:
-    if ctx.args.timeout is not None:
-        return float(ctx.args.timeout)
-    try:
-        return float(os.environ.get("AGENTPACK_TIMEOUT", "") or DEFAULT_TIMEOUT)
-    except ValueError:
-        raise UsageError("AGENTPACK_TIMEOUT must be a number of seconds") from None
 
 
 def _failed(ctx: Context, error: device_login.DeviceLoginError) -> int:
@@ -55,7 +45,7 @@ def login(ctx: Context) -> int:
     insecure = os.environ.get("AGENTPACK_ALLOW_INSECURE_HTTP") == "1"
     requested = " ".join(scopes(ctx.args.scope or [])) or None
     path = _session_path(ctx)
-    timeout = _timeout(ctx)
+    timeout = ctx.timeout()
     try:
         started = device_login.start(url, ctx.args.client_id, requested, timeout=timeout, allow_insecure_http=insecure)
     except ValueError as problem:
