@@ -51,7 +51,8 @@ def _scan_output(server: subprocess.Popen[str]) -> None:
 
 
 def banner(server: subprocess.Popen[str], timeout: float = 150) -> str:
-    """The first line the server prints, within ``timeout`` seconds (it prints nothing else to stdout).
+    """The first line the server prints, within ``timeout`` seconds (it prints nothing else to stdout);
+    if it exits without serving, that and the end of its standard error.
 
     Once it is serving, its standard error (one JSON log line per request) is read as it comes, for
     the session's log scan, so that pipe never fills: ``server.stderr`` is that thread's alone."""
@@ -68,6 +69,9 @@ def banner(server: subprocess.Popen[str], timeout: float = 150) -> str:
             time.sleep(0.1)
     if "serving" in text:
         threading.Thread(target=_scan_output, args=(server,), daemon=True).start()
+    elif server.poll() is not None and server.stderr is not None:
+        # It stopped without serving: what it said on the way out makes the failure readable.
+        text += f"[exited {server.returncode}] " + server.stderr.read()[-2000:]
     return text
 
 
